@@ -1,0 +1,1 @@
+"""segq: segmentation-focused quantization on PaddlePaddle and PaddleSlim."""

@@ -1,0 +1,101 @@
+"""Config sections -> objects. Constructors never load weights; builders do, strictly."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import paddle
+
+from .checkpoint import load_weights
+from .config import Component, LossConfig, SegConfig
+from .registry import BACKBONES, DATASETS, LOSSES, LR_SCHEDULERS, MODELS, OPTIMIZERS
+
+logger = logging.getLogger("segq")
+
+PRETRAINED_CACHE = Path.home() / ".cache" / "segq" / "pretrained"
+
+
+def resolve_pretrained(path_or_url: str) -> Path:
+    """A local file, or a URL downloaded once into the cache (fails clearly offline)."""
+    if "://" in path_or_url:
+        from .data.download import download_file
+        return download_file(path_or_url, PRETRAINED_CACHE)
+    path = Path(path_or_url).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"pretrained weights not found: {path}")
+    return path
+
+
+def num_classes_of(cfg: SegConfig) -> int:
+    """The class count: the model's own setting, else the dataset's."""
+    if "num_classes" in cfg.model.kwargs():
+        return int(cfg.model.kwargs()["num_classes"])
+    for section in (cfg.train_dataset, cfg.val_dataset):
+        if section is None:
+            continue
+        if "num_classes" in section.kwargs():
+            return int(section.kwargs()["num_classes"])
+        fixed = getattr(DATASETS.get(section.type), "NUM_CLASSES", None)
+        if fixed is not None:
+            return int(fixed)
+    raise ValueError("cannot tell the number of classes: set model.num_classes "
+                     "or a dataset's num_classes")
+
+
+def _build_backbone(spec: Any):
+    if not isinstance(spec, dict):
+        return spec
+    spec = dict(spec)
+    pretrained = spec.pop("pretrained", None)
+    backbone = BACKBONES.build(spec)
+    if pretrained:
+        report = load_weights(backbone, resolve_pretrained(pretrained), strict=True)
+        logger.info(f"loaded backbone weights from {pretrained} ({report})")
+    return backbone
+
+
+def build_model(model_cfg: Component, num_classes: int) -> paddle.nn.Layer:
+    spec = model_cfg.to_dict()
+    pretrained = spec.pop("pretrained", None)
+    if "backbone" in spec:
+        spec["backbone"] = _build_backbone(spec["backbone"])
+    if spec.get("num_classes", num_classes) != num_classes:
+        raise ValueError(f"model.num_classes is {spec['num_classes']} but the dataset has "
+                         f"{num_classes} classes")
+    model = MODELS.build(spec, num_classes=num_classes)
+    if pretrained:
+        load_weights(model, resolve_pretrained(pretrained), strict=True)
+        logger.info(f"loaded model weights from {pretrained}")
+    return model
+
+
+def build_dataset(section: Component | None, name: str = "dataset"):
+    if section is None:
+        raise ValueError(f"the config has no {name} section")
+    return DATASETS.build(section.to_dict())
+
+
+class MultiOutputLoss:
+    """Weighted sum of one loss per model output: ``sum_i coef[i] * loss_i(logits[i], label)``."""
+
+    def __init__(self, loss_cfg: LossConfig):
+        losses = [LOSSES.build(t.to_dict()) for t in loss_cfg.types]
+        self.coef = list(loss_cfg.coef)
+        self.losses = losses if len(losses) == len(self.coef) else losses * len(self.coef)
+
+    def __call__(self, logits: list[paddle.Tensor], label: paddle.Tensor):
+        if len(logits) != len(self.coef):
+            raise ValueError(f"the model returned {len(logits)} outputs but loss.coef has "
+                             f"{len(self.coef)} entries: give one coefficient per output")
+        terms = [c * fn(x, label) for c, fn, x in zip(self.coef, self.losses, logits)]
+        return paddle.add_n(terms), [float(t) for t in terms]
+
+
+def build_lr_scheduler(section: Component, iters: int):
+    return LR_SCHEDULERS.build(section.to_dict(), decay_steps=iters)
+
+
+def build_optimizer(section: Component, model: paddle.nn.Layer, lr_scheduler):
+    return OPTIMIZERS.build(section.to_dict(), parameters=model.parameters(),
+                            learning_rate=lr_scheduler)

@@ -1,0 +1,111 @@
+"""The one argument parser every script shares, with PaddleSeg's flag names.
+
+A script asks for the flag groups it needs; common flags that touch the config
+(``--iters``, ``--batch_size``, ``--learning_rate``) become ``--opts`` overrides, so the
+config written to the run directory is what actually ran.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+GROUPS = ("train", "eval", "export", "predict")
+
+
+def build_parser(description: str, groups: tuple[str, ...]) -> argparse.ArgumentParser:
+    unknown = set(groups) - set(GROUPS)
+    if unknown:
+        raise ValueError(f"unknown flag groups {sorted(unknown)}; choose from {GROUPS}")
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--config", required=True, help="YAML config file")
+    p.add_argument("--opts", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="config overrides, e.g. train_dataset.dataset_root=/data/camvid")
+    p.add_argument("--num_workers", type=int, default=0, help="data-loading worker processes")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    if "train" in groups or "eval" in groups or "export" in groups or "predict" in groups:
+        p.add_argument("--model_path", default=None,
+                       help="weights to start from (train) or to evaluate/export/predict")
+    if "train" in groups:
+        g = p.add_argument_group("training")
+        g.add_argument("--save_dir", default="output")
+        g.add_argument("--iters", type=int, default=None)
+        g.add_argument("--batch_size", type=int, default=None)
+        g.add_argument("--learning_rate", type=float, default=None)
+        g.add_argument("--do_eval", action="store_true", help="evaluate at every save_interval")
+        g.add_argument("--save_interval", type=int, default=1000)
+        g.add_argument("--keep_checkpoint_max", type=int, default=5)
+        g.add_argument("--log_iters", type=int, default=10)
+        g.add_argument("--use_vdl", action="store_true", help="log scalars to VisualDL")
+        g.add_argument("--resume_model", default=None, help="checkpoint dir to resume from")
+    if "eval" in groups:
+        g = p.add_argument_group("evaluation")
+        g.add_argument("--result_json", default=None, help="write the metrics here as JSON")
+        g.add_argument("--aug_eval", action="store_true")
+        g.add_argument("--scales", type=float, nargs="+", default=None)
+        g.add_argument("--flip_horizontal", action="store_true")
+        g.add_argument("--flip_vertical", action="store_true")
+        g.add_argument("--is_slide", action="store_true")
+        g.add_argument("--crop_size", type=int, nargs=2, default=None, metavar=("W", "H"))
+        g.add_argument("--stride", type=int, nargs=2, default=None, metavar=("W", "H"))
+    if "export" in groups:
+        g = p.add_argument_group("export")
+        if "train" not in groups:
+            g.add_argument("--save_dir", default="output/inference_model")
+        g.add_argument("--input_shape", type=int, nargs=4, default=None,
+                       metavar=("N", "C", "H", "W"), help="fixed input shape (default dynamic)")
+        g.add_argument("--with_softmax", action="store_true")
+        g.add_argument("--without_argmax", action="store_true")
+    if "predict" in groups:
+        g = p.add_argument_group("prediction")
+        g.add_argument("--image_path", required=True, help="an image or a directory of images")
+        if "train" not in groups and "export" not in groups:
+            g.add_argument("--save_dir", default="output/result")
+    return p
+
+
+def config_opts(args: argparse.Namespace) -> list[str]:
+    """``--opts`` plus the config-changing flags, as overrides (flags win)."""
+    opts = list(args.opts)
+    for flag, key in (("iters", "iters"), ("batch_size", "batch_size"),
+                      ("learning_rate", "lr_scheduler.learning_rate")):
+        value = getattr(args, flag, None)
+        if value is not None:
+            opts.append(f"{key}={value}")
+    test_flags = {"aug_eval": "aug_eval", "flip_horizontal": "flip_horizontal",
+                  "flip_vertical": "flip_vertical", "is_slide": "is_slide"}
+    for flag, key in test_flags.items():
+        if getattr(args, flag, False):
+            opts.append(f"test_config.{key}=true")
+    for flag in ("scales", "crop_size", "stride"):
+        value = getattr(args, flag, None)
+        if value is not None:
+            opts.append(f"test_config.{flag}={list(value)}")
+    return opts
+
+
+def setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
+                        datefmt="%Y-%m-%d %H:%M:%S", stream=sys.stdout)
+
+
+def set_default_threads() -> None:
+    # `import paddle` sets OMP_NUM_THREADS=1 unless it is already set; default to the
+    # machine's cores so a user who set nothing is not silently single-threaded.
+    os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+
+
+def run_cli(main, argv=None) -> int:
+    """Run ``main(argv)``; turn segq's input errors into one clear line and exit code 2."""
+    from .checkpoint import CheckpointError
+    from .config import ConfigError
+    from .registry import RegistryError
+
+    setup_logging()
+    try:
+        main(argv)
+    except (ConfigError, CheckpointError, RegistryError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0

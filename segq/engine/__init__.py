@@ -1,0 +1,1 @@
+"""Training loop, hooks, evaluation and the workflows behind the CLI scripts."""

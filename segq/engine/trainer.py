@@ -1,0 +1,77 @@
+"""The training loop: fetch a batch, one step, then the hooks do everything else."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+import paddle
+
+from ..checkpoint import TrainState
+
+
+@dataclass
+class StepOutput:
+    loss: float
+    loss_terms: list[float]
+    batch_size: int
+    data_time: float
+    step_time: float
+
+
+class Hook:
+    """Override what you need; ``trainer`` gives access to model, optimizer, state, iteration."""
+
+    def before_run(self, trainer: "Trainer") -> None: ...
+
+    def after_iter(self, trainer: "Trainer", out: StepOutput) -> None: ...
+
+    def after_run(self, trainer: "Trainer") -> None: ...
+
+
+class Trainer:
+    def __init__(self, model: paddle.nn.Layer, optimizer: paddle.optimizer.Optimizer,
+                 loss_fn: Callable, batches: Iterator, max_iters: int,
+                 hooks: Sequence[Hook] = (), state: TrainState | None = None,
+                 is_main: bool = True):
+        self.model = model
+        self.optimizer = optimizer
+        self.loss_fn = loss_fn
+        self.batches = batches
+        self.max_iters = max_iters
+        self.hooks = list(hooks)
+        self.state = state or TrainState()
+        self.is_main = is_main  # only rank 0 writes files and logs
+
+    @property
+    def iteration(self) -> int:
+        return self.state.iteration
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.get_lr())
+
+    def train_step(self, img: paddle.Tensor, label: paddle.Tensor) -> tuple[float, list[float]]:
+        self.model.train()
+        logits = self.model(img)
+        loss, terms = self.loss_fn(logits, label)
+        loss.backward()
+        self.optimizer.step()
+        self.optimizer.clear_grad()
+        return float(loss), terms
+
+    def fit(self) -> TrainState:
+        for hook in self.hooks:
+            hook.before_run(self)
+        while self.state.iteration < self.max_iters:
+            t0 = time.perf_counter()
+            img, label = next(self.batches)
+            t1 = time.perf_counter()
+            loss, terms = self.train_step(img, label)
+            self.state.iteration += 1
+            out = StepOutput(loss, terms, int(img.shape[0]), t1 - t0, time.perf_counter() - t1)
+            for hook in self.hooks:
+                hook.after_iter(self, out)
+        for hook in self.hooks:
+            hook.after_run(self)
+        return self.state

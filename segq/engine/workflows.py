@@ -1,0 +1,135 @@
+"""The FP32 workflows behind the CLI scripts: train, evaluate, predict, export.
+
+Each takes a validated config plus a small options object and returns a result; none
+parses arguments or exits.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import paddle
+
+from .. import builders
+from ..checkpoint import TrainState, load_weights, resume_checkpoint, seed_everything
+from ..config import SegConfig, dump_config
+from ..metrics import EvalResult
+from .evaluator import evaluate
+from .hooks import CheckpointHook, LoggerHook, LrSchedulerHook, TimerHook
+from .trainer import Trainer
+
+logger = logging.getLogger("segq")
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    save_dir: str = "output"
+    model_path: str | None = None      # weights to start from
+    resume_model: str | None = None    # checkpoint dir to continue from
+    do_eval: bool = False
+    save_interval: int = 1000
+    keep_checkpoint_max: int = 5
+    log_iters: int = 10
+    num_workers: int = 0
+    use_vdl: bool = False
+    seed: int = 0
+
+
+def _distributed() -> tuple[int, int]:
+    world = paddle.distributed.get_world_size()
+    if world > 1:
+        paddle.distributed.init_parallel_env()
+    return paddle.distributed.get_rank(), world
+
+
+def build_model_for(cfg: SegConfig, weights: str | None = None) -> paddle.nn.Layer:
+    """Build the config's model and, if given, load ``weights`` strictly."""
+    model = builders.build_model(cfg.model, builders.num_classes_of(cfg))
+    if weights:
+        load_weights(model, weights, strict=True)
+    return model
+
+
+def train(cfg: SegConfig, opts: TrainOptions, model: paddle.nn.Layer | None = None,
+          extra_hooks=()) -> TrainState:
+    """Train ``model`` (default: the config's, from ``opts.model_path`` if given)."""
+    from ..data.loader import build_train_loader
+
+    rank, world = _distributed()
+    seed_everything(opts.seed + rank)
+    save_dir = Path(opts.save_dir)
+    if rank == 0:
+        dump_config(cfg, save_dir / "config.yml")
+    model = model if model is not None else build_model_for(cfg, opts.model_path)
+    scheduler = builders.build_lr_scheduler(cfg.lr_scheduler, cfg.iters)
+    optimizer = builders.build_optimizer(cfg.optimizer, model, scheduler)
+    state = TrainState()
+    if opts.resume_model:
+        state = resume_checkpoint(opts.resume_model, model, optimizer)
+        logger.info(f"resumed from {opts.resume_model} at iter {state.iteration}")
+    train_set = builders.build_dataset(cfg.train_dataset, "train_dataset")
+    val_set = builders.build_dataset(cfg.val_dataset, "val_dataset") if opts.do_eval else None
+    net = paddle.DataParallel(model) if world > 1 else model
+    batches = build_train_loader(train_set, cfg.batch_size, opts.num_workers, opts.seed,
+                                 start_iter=state.iteration, rank=rank, world_size=world)
+    writer = None
+    if opts.use_vdl and rank == 0:
+        from visualdl import LogWriter
+        writer = LogWriter(str(save_dir / "vdl"))
+    evaluate_fn = None
+    if val_set is not None:
+        def evaluate_fn() -> EvalResult:
+            return evaluate(model, val_set, cfg.test_config, opts.num_workers)
+    hooks = [LrSchedulerHook(scheduler), TimerHook(), LoggerHook(opts.log_iters, writer),
+             *extra_hooks,
+             CheckpointHook(save_dir, opts.save_interval, evaluate_fn, opts.keep_checkpoint_max,
+                            writer)]
+    trainer = Trainer(net, optimizer, builders.MultiOutputLoss(cfg.loss), batches, cfg.iters,
+                      hooks, state, is_main=rank == 0)
+    logger.info(f"training {type(model).__name__} for {cfg.iters} iters "
+                f"(from {state.iteration}), batch {cfg.batch_size}, "
+                f"{len(train_set)} train images, OMP threads {paddle_threads()}")
+    try:
+        return trainer.fit()
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def paddle_threads() -> str:
+    import os
+    return os.environ.get("OMP_NUM_THREADS", "unset")
+
+
+def evaluate_checkpoint(cfg: SegConfig, model_path: str | None, num_workers: int = 0,
+                        result_json: str | None = None) -> EvalResult:
+    model = build_model_for(cfg, model_path)
+    dataset = builders.build_dataset(cfg.val_dataset, "val_dataset")
+    result = evaluate(model, dataset, cfg.test_config, num_workers)
+    if result_json:
+        Path(result_json).parent.mkdir(parents=True, exist_ok=True)
+        result.write_json(result_json)
+    return result
+
+
+def deploy_transforms(cfg: SegConfig) -> list[dict]:
+    """Preprocessing for deploy.yaml: ``export.transforms``, else the val dataset's."""
+    if cfg.export.transforms is not None:
+        return [t.to_dict() for t in cfg.export.transforms]
+    if cfg.val_dataset is not None:
+        return list(cfg.val_dataset.kwargs().get("transforms", []))
+    return [{"type": "Normalize"}]
+
+
+def export(cfg: SegConfig, model_path: str | None, save_dir: str,
+           input_shape: list[int] | None = None, with_softmax: bool = False,
+           without_argmax: bool = False) -> Path:
+    from ..export import export_inference_model
+
+    model = build_model_for(cfg, model_path)
+    out = export_inference_model(model, save_dir, input_shape=input_shape,
+                                 with_softmax=with_softmax, without_argmax=without_argmax,
+                                 deploy_transforms=deploy_transforms(cfg))
+    dump_config(cfg, Path(out) / "config.yml")
+    return Path(out)
