@@ -70,6 +70,40 @@ class TrainState:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# Paddle keys optimizer accumulators by the parameter's global name (``conv2d_12.w_0_velocity_0``),
+# which depends on how many layers the process built before: a model rebuilt elsewhere (a new
+# process, or after quantization wrappers) gets other names. Checkpoints store them by the
+# parameter's structured name instead (``head.conv.weight@velocity_0``).
+def _param_names(model: paddle.nn.Layer) -> list[tuple[str, str]]:
+    pairs = [(p.name, name) for name, p in model.named_parameters()]
+    return sorted(pairs, key=lambda pair: -len(pair[0]))  # longest first: no prefix clashes
+
+
+def _optimizer_state_to_structured(state: dict, model: paddle.nn.Layer) -> dict:
+    names = _param_names(model)
+    out = {}
+    for key, value in state.items():
+        for global_name, structured in names:
+            if key.startswith(global_name + "_"):
+                key = f"{structured}@{key[len(global_name) + 1:]}"
+                break
+        out[key] = value
+    return out
+
+
+def _optimizer_state_from_structured(state: dict, model: paddle.nn.Layer) -> dict:
+    to_global = {structured: global_name for global_name, structured in _param_names(model)}
+    out = {}
+    for key, value in state.items():
+        structured, sep, suffix = key.partition("@")
+        if sep:
+            if structured not in to_global:
+                raise CheckpointError(f"optimizer state for unknown parameter '{structured}'")
+            key = f"{to_global[structured]}_{suffix}"
+        out[key] = value
+    return out
+
+
 def _atomic_dir_write(target: Path, write_fn) -> None:
     tmp = target.with_name(target.name + ".tmp")
     if tmp.exists():
@@ -96,7 +130,8 @@ def save_checkpoint(target: str | Path, model: paddle.nn.Layer,
     def write(tmp: Path) -> None:
         paddle.save(model.state_dict(), str(tmp / "model.pdparams"))
         if optimizer is not None:
-            paddle.save(optimizer.state_dict(), str(tmp / "model.pdopt"))
+            paddle.save(_optimizer_state_to_structured(optimizer.state_dict(), model),
+                        str(tmp / "model.pdopt"))
         paddle.save({"paddle_rng": paddle.get_rng_state()}, str(tmp / "rng.pdstate"))
         with open(tmp / "state.json", "w", encoding="utf-8") as f:
             json.dump(asdict(state), f, indent=2)
@@ -115,7 +150,8 @@ def resume_checkpoint(path: str | Path, model: paddle.nn.Layer,
                                   f"(expected a checkpoint dir written by training)")
     load_weights(model, path, strict=True)
     if optimizer is not None:
-        optimizer.set_state_dict(paddle.load(str(path / "model.pdopt")))
+        state = paddle.load(str(path / "model.pdopt"))
+        optimizer.set_state_dict(_optimizer_state_from_structured(state, model))
     if (path / "rng.pdstate").is_file():
         paddle.set_rng_state(paddle.load(str(path / "rng.pdstate"))["paddle_rng"])
     with open(path / "state.json", encoding="utf-8") as f:

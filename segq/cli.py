@@ -86,8 +86,16 @@ def config_opts(args: argparse.Namespace) -> list[str]:
 
 
 def setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s",
-                        datefmt="%Y-%m-%d %H:%M:%S", stream=sys.stdout)
+    # segq's own handler: paddle and visualdl configure the root logger on import, which
+    # would make basicConfig a no-op and send progress lines to stderr.
+    log = logging.getLogger("segq")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s",
+                                               "%Y-%m-%d %H:%M:%S"))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
 
 
 def set_default_threads() -> None:

@@ -133,3 +133,45 @@ def export(cfg: SegConfig, model_path: str | None, save_dir: str,
                                  deploy_transforms=deploy_transforms(cfg))
     dump_config(cfg, Path(out) / "config.yml")
     return Path(out)
+
+
+def inference_model_predictor(runner):
+    """``sample -> label map`` for an exported model run by ``runner.run(batch)``; handles
+    argmax outputs (``[N, H, W]``) and logits/probabilities (``[N, C, H, W]``)."""
+    import cv2
+    import numpy as np
+
+    from .predict import restore_original_size
+
+    def predict(sample: dict):
+        out = runner.run(sample["img"][None])
+        trans_info = sample.get("trans_info") or []
+        if out.ndim == 4:
+            logits = restore_original_size(paddle.to_tensor(out), trans_info)
+            return paddle.argmax(logits, axis=1).numpy()[0]
+        pred = out[0].astype(np.int32)
+        for op, (h, w) in reversed(list(trans_info)):
+            if op == "resize":
+                pred = cv2.resize(pred, (int(w), int(h)), interpolation=cv2.INTER_NEAREST)
+            else:
+                pred = pred[:int(h), :int(w)]
+        return pred
+
+    return predict
+
+
+def evaluate_inference_model(cfg: SegConfig, model_dir: str, int8: bool = False,
+                             cpu_threads: int = 2, num_workers: int = 0,
+                             result_json: str | None = None) -> EvalResult:
+    """mIoU of an exported model under Paddle Inference (oneDNN) on the val dataset."""
+    from ..inference import PaddleInferenceModel
+    from .evaluator import evaluate_with
+
+    runner = PaddleInferenceModel(model_dir, use_mkldnn=True, cpu_threads=cpu_threads,
+                                  int8=int8)
+    dataset = builders.build_dataset(cfg.val_dataset, "val_dataset")
+    result = evaluate_with(inference_model_predictor(runner), dataset, num_workers)
+    if result_json:
+        Path(result_json).parent.mkdir(parents=True, exist_ok=True)
+        result.write_json(result_json)
+    return result

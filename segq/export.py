@@ -1,0 +1,160 @@
+"""Export a segq model as a legacy ``.pdmodel`` inference model with PaddleSeg's ``deploy.yaml``.
+
+The legacy format (not Paddle 3's PIR ``.json``) is the one oneDNN, PaddleSlim's
+``quant_post_static`` and quantized inference accept, so everything is saved under
+``paddle.pir_utils.OldIrGuard()``.
+
+Output of the exported model, selected like PaddleSeg's ``--without_argmax``/``--with_softmax``:
+
+* ``output_op: argmax`` (default): ``[N, H, W]`` int32 label map, as PaddleSeg exports it.
+* ``output_op: softmax``: ``[N, C, H, W]`` float32 probabilities.
+* ``output_op: none``: ``[N, C, H, W]`` float32 logits.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+import paddle
+import paddle.nn as nn
+import yaml
+
+MODEL_FILE = "model.pdmodel"
+PARAMS_FILE = "model.pdiparams"
+DEPLOY_FILE = "deploy.yaml"
+OUTPUT_OPS = ("argmax", "softmax", "none")
+
+
+def argmax_channels(x: paddle.Tensor) -> paddle.Tensor:
+    """Class index along axis 1 of ``[N, C, H, W]`` as an int32 ``[N, H, W]`` map.
+
+    ``paddle.argmax`` does not build under the legacy exporter in Paddle 3.3.1 ("argument must
+    be Value, but got Variable"); ``topk(k=1)`` + squeeze + cast exports and runs under Paddle
+    Inference with oneDNN (pinned by tests/test_export.py)."""
+    index = paddle.topk(x, k=1, axis=1)[1]
+    return paddle.cast(paddle.squeeze(index, axis=1), "int32")
+
+
+def output_op_for(with_softmax: bool = False, without_argmax: bool = False) -> str:
+    """PaddleSeg's flags -> ``argmax`` | ``softmax`` | ``none`` (argmax wins over softmax,
+    which would not change the arg max)."""
+    if not without_argmax:
+        return "argmax"
+    return "softmax" if with_softmax else "none"
+
+
+class InferenceWrapper(nn.Layer):
+    """Keep the model's main output and append the selected output op (see module doc)."""
+
+    def __init__(self, model: nn.Layer, output_op: str = "argmax"):
+        super().__init__()
+        if output_op not in OUTPUT_OPS:
+            raise ValueError(f"output_op must be one of {OUTPUT_OPS}, got {output_op!r}")
+        self.model = model
+        self.output_op = output_op
+        self.softmax = nn.Softmax(axis=1)
+
+    def forward(self, x):
+        out = self.model(x)
+        if isinstance(out, (list, tuple)):
+            out = out[0]  # main output; auxiliary heads are training-only
+        if self.output_op == "argmax":
+            return argmax_channels(out)
+        if self.output_op == "softmax":
+            return self.softmax(out)
+        return out
+
+
+def normalize_input_shape(input_shape: Sequence[int | None] | None,
+                          in_channels: int = 3) -> list[int]:
+    """``None`` -> ``[-1, in_channels, -1, -1]``; ``None`` dims become ``-1`` (dynamic)."""
+    if input_shape is None:
+        return [-1, in_channels, -1, -1]
+    shape = [-1 if d is None else int(d) for d in input_shape]
+    if len(shape) != 4 or any(d == 0 or d < -1 for d in shape) or shape[1] == -1:
+        raise ValueError(f"input_shape must be [N, C, H, W] with positive sizes or -1 for a "
+                         f"dynamic N/H/W (C fixed), got {list(input_shape)}")
+    return shape
+
+
+def save_legacy_inference_model(layer: nn.Layer, path_prefix: str | os.PathLike,
+                                input_shape: Sequence[int]) -> None:
+    """``paddle.jit.save`` ``layer`` (already in eval mode) as ``{path_prefix}.pdmodel`` +
+    ``.pdiparams`` in the legacy program format."""
+    spec = [paddle.static.InputSpec(shape=[None if d == -1 else d for d in input_shape],
+                                    dtype="float32", name="x")]
+    with paddle.pir_utils.OldIrGuard():
+        static_layer = paddle.jit.to_static(layer, input_spec=spec, full_graph=True)
+        paddle.jit.save(static_layer, str(path_prefix))
+
+
+def deploy_info(input_shape: Sequence[int], output_op: str,
+                transforms: list[dict] | None = None) -> dict[str, Any]:
+    """The ``deploy.yaml`` content PaddleSeg's and FastDeploy's predictors read (dynamic dims
+    are -1, which FastDeploy expects)."""
+    transforms = [dict(t) for t in (transforms or [])]
+    for t in transforms:
+        if "type" not in t:
+            raise ValueError(f"each deploy transform needs a 'type' key, got {t}")
+    return {"Deploy": {
+        "model": MODEL_FILE,
+        "params": PARAMS_FILE,
+        "transforms": transforms,
+        "input_shape": list(input_shape),
+        "output_op": output_op,
+        "output_dtype": "int32" if output_op == "argmax" else "float32",
+    }}
+
+
+def _publish(tmp_dir: Path, save_dir: Path) -> None:
+    """Move a finished export into ``save_dir`` so readers never see half-written files."""
+    if not save_dir.exists():
+        os.replace(tmp_dir, save_dir)  # one atomic rename on the same filesystem
+        return
+    # save_dir exists (maybe with other files): replace file by file, deploy.yaml last,
+    # so a reader that finds the new deploy.yaml also finds the new model.
+    names = sorted(p.name for p in tmp_dir.iterdir())
+    names.sort(key=lambda n: n == DEPLOY_FILE)
+    for name in names:
+        os.replace(tmp_dir / name, save_dir / name)
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+
+
+def export_inference_model(model: nn.Layer, save_dir: str | os.PathLike,
+                           input_shape: Sequence[int | None] | None = None,
+                           with_softmax: bool = False, without_argmax: bool = False,
+                           deploy_transforms: list[dict] | None = None) -> Path:
+    """Export ``model`` to ``save_dir`` as ``model.pdmodel``/``model.pdiparams`` (legacy
+    format) plus ``deploy.yaml``; returns ``save_dir`` as a Path.
+
+    The model is traced in eval mode and put back into the mode it was in. Files are written
+    to a temporary sibling directory first, so an interrupted export leaves ``save_dir`` as
+    it was.
+    """
+    save_dir = Path(save_dir)
+    shape = normalize_input_shape(input_shape, getattr(model, "in_channels", 3))
+    output_op = output_op_for(with_softmax, without_argmax)
+    info = deploy_info(shape, output_op, deploy_transforms)
+
+    save_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{save_dir.name}.tmp-", dir=save_dir.parent))
+    os.chmod(tmp_dir, 0o755)  # mkdtemp's 0700 would survive the rename
+    was_training = model.training
+    try:
+        wrapper = InferenceWrapper(model, output_op)
+        wrapper.eval()
+        save_legacy_inference_model(wrapper, tmp_dir / Path(MODEL_FILE).stem, shape)
+        for name in (MODEL_FILE, PARAMS_FILE):
+            if not (tmp_dir / name).is_file() or (tmp_dir / name).stat().st_size == 0:
+                raise RuntimeError(f"paddle.jit.save wrote no {name} in {tmp_dir}")
+        with open(tmp_dir / DEPLOY_FILE, "w") as f:
+            yaml.safe_dump(info, f, sort_keys=False)
+        _publish(tmp_dir, save_dir)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        if was_training:
+            model.train()
+    return save_dir

@@ -1,0 +1,158 @@
+"""Shared building blocks for segq's models.
+
+Every block is made of plain ``nn.Conv2D`` / ``nn.BatchNorm2D`` / activation sublayers, so
+PaddleSlim's QAT finds and wraps each convolution, and the legacy ``.pdmodel`` exporter sees
+only ops it can build.
+
+Sublayer attribute names (``_conv``, ``_batch_norm``, ``depthwise_conv``, ...) follow PaddleSeg's
+``layer_libs``, and convolutions default to ``padding='same'`` like PaddleSeg's. Unlike PaddleSeg,
+a convolution followed by BatchNorm has no bias: BN cancels it, and on CPU the separate bias add
+and its gradient cost about 20% of a BiSeNetV2 training step. A PaddleSeg checkpoint loads after
+:func:`fold_conv_bias_into_bn`.
+"""
+from __future__ import annotations
+
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+from paddle.base.layer_helper import LayerHelper
+
+
+def legacy_sigmoid(x: paddle.Tensor) -> paddle.Tensor:
+    """``sigmoid`` that also builds under the legacy (non-PIR) static exporter.
+
+    In Paddle 3.3.1 both ``F.sigmoid`` and ``nn.Sigmoid`` call ``_C_ops.sigmoid``, which only
+    accepts PIR values, so tracing under ``paddle.pir_utils.OldIrGuard()`` fails with
+    "argument must be Value, but got Variable". There we append the old ``sigmoid`` op directly.
+    """
+    if paddle.in_dynamic_mode() or paddle.framework.in_pir_mode():
+        return F.sigmoid(x)
+    helper = LayerHelper("sigmoid")
+    out = helper.create_variable_for_type_inference(x.dtype)
+    helper.append_op(type="sigmoid", inputs={"X": [x]}, outputs={"Out": [out]})
+    return out
+
+
+class Sigmoid(nn.Layer):
+    """Layer form of :func:`legacy_sigmoid`; use it instead of ``nn.Sigmoid`` in models."""
+
+    def forward(self, x):
+        return legacy_sigmoid(x)
+
+
+def spatial_size(x: paddle.Tensor):
+    """``[H, W]`` of an NCHW tensor that stays symbolic in a dynamic-shape export.
+
+    ``x.shape[2:]`` is ``[-1, -1]`` while tracing with an unknown input size, which
+    ``F.interpolate`` rejects; ``paddle.shape`` becomes a runtime shape op instead.
+    """
+    return paddle.shape(x)[2:]
+
+
+def resize_to(x: paddle.Tensor, ref: paddle.Tensor, align_corners: bool = False) -> paddle.Tensor:
+    """Bilinearly resize ``x`` to the spatial size of ``ref``."""
+    return F.interpolate(x, spatial_size(ref), mode="bilinear", align_corners=align_corners)
+
+
+class ConvBN(nn.Layer):
+    """Conv2D followed by BatchNorm2D."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
+                 padding="same", bias_attr=False, **conv_kwargs):
+        super().__init__()
+        self._conv = nn.Conv2D(in_channels, out_channels, kernel_size, padding=padding,
+                               bias_attr=bias_attr, **conv_kwargs)
+        self._batch_norm = nn.BatchNorm2D(out_channels)
+
+    def forward(self, x):
+        return self._batch_norm(self._conv(x))
+
+
+class ConvBNReLU(nn.Layer):
+    """Conv2D, BatchNorm2D, ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
+                 padding="same", bias_attr=False, **conv_kwargs):
+        super().__init__()
+        self._conv = nn.Conv2D(in_channels, out_channels, kernel_size, padding=padding,
+                               bias_attr=bias_attr, **conv_kwargs)
+        self._batch_norm = nn.BatchNorm2D(out_channels)
+        self._relu = nn.ReLU()
+
+    def forward(self, x):
+        return self._relu(self._batch_norm(self._conv(x)))
+
+
+class ConvReLU(nn.Layer):
+    """Conv2D followed by ReLU (no normalization)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
+                 padding="same", **conv_kwargs):
+        super().__init__()
+        self._conv = nn.Conv2D(in_channels, out_channels, kernel_size, padding=padding,
+                               **conv_kwargs)
+        self._relu = nn.ReLU()
+
+    def forward(self, x):
+        return self._relu(self._conv(x))
+
+
+class DepthwiseConvBN(nn.Layer):
+    """Grouped conv with one group per input channel (``out_channels`` may be a multiple of
+    ``in_channels``: a channel multiplier, as BiSeNetV2's expansion layers use), then BN."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
+                 padding="same", **conv_kwargs):
+        super().__init__()
+        if out_channels % in_channels:
+            raise ValueError(f"DepthwiseConvBN needs out_channels ({out_channels}) to be a "
+                             f"multiple of in_channels ({in_channels})")
+        self.depthwise_conv = ConvBN(in_channels, out_channels, kernel_size, padding=padding,
+                                     groups=in_channels, **conv_kwargs)
+
+    def forward(self, x):
+        return self.depthwise_conv(x)
+
+
+class SeparableConvBNReLU(nn.Layer):
+    """Depthwise conv + BN, then pointwise conv + BN + ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
+                 padding="same", pointwise_bias=False, **conv_kwargs):
+        super().__init__()
+        self.depthwise_conv = ConvBN(in_channels, in_channels, kernel_size, padding=padding,
+                                     groups=in_channels, **conv_kwargs)
+        # PaddleSeg's key is spelled 'piontwise_conv'; kept so its checkpoints load strictly.
+        self.piontwise_conv = ConvBNReLU(in_channels, out_channels, 1, bias_attr=pointwise_bias)
+
+    def forward(self, x):
+        return self.piontwise_conv(self.depthwise_conv(x))
+
+
+def init_conv_bn(layer: nn.Layer) -> None:
+    """Kaiming-normal convolutions, unit-scale zero-shift BatchNorm (PaddleSeg's default init)."""
+    kaiming = nn.initializer.KaimingNormal()
+    one, zero = nn.initializer.Constant(1.0), nn.initializer.Constant(0.0)
+    for sub in layer.sublayers(include_self=True):
+        if isinstance(sub, nn.Conv2D):
+            kaiming(sub.weight)
+        elif isinstance(sub, (nn.BatchNorm2D, nn.SyncBatchNorm)):
+            one(sub.weight)
+            zero(sub.bias)
+
+
+def fold_conv_bias_into_bn(state_dict: dict) -> dict:
+    """Return a copy of a PaddleSeg-style state dict without the bias of convolutions that
+    feed a BatchNorm, folded into that BN's running mean.
+
+    In eval mode ``BN(conv(x) + b)`` with running mean ``m`` equals ``BN(conv(x))`` with
+    running mean ``m - b``; in training mode the batch mean absorbs ``b`` anyway.
+    """
+    out = dict(state_dict)
+    for key in list(out):
+        if key != "_conv.bias" and not key.endswith("._conv.bias"):
+            continue
+        mean_key = key[: -len("_conv.bias")] + "_batch_norm._mean"
+        if mean_key in out:
+            out[mean_key] = out[mean_key] - out.pop(key)
+    return out

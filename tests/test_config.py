@@ -1,0 +1,100 @@
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from segq.config import ConfigError, apply_opts, deep_merge, dump_config, load_config
+from segq.config.loader import load_yaml_with_bases
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_deep_merge_dicts_merge_lists_replace_and_delete():
+    base = {"a": {"x": 1, "y": [1, 2]}, "b": 1}
+    assert deep_merge(base, {"a": {"y": [3]}}) == {"a": {"x": 1, "y": [3]}, "b": 1}
+    assert deep_merge(base, {"a": {"_delete_": True, "z": 0}}) == {"a": {"z": 0}, "b": 1}
+    assert base == {"a": {"x": 1, "y": [1, 2]}, "b": 1}  # inputs untouched
+
+
+def test_base_chain_relative_to_each_file(tmp_path):
+    write(tmp_path / "base/root.yml", "a: 1\nnest: {x: 1, y: 2}\n")
+    write(tmp_path / "base/mid.yml", "_base_: root.yml\nnest: {y: 3}\n")
+    cfg = write(tmp_path / "cfg/top.yml", "_base_: [../base/mid.yml]\na: 5\n")
+    assert load_yaml_with_bases(cfg) == {"a": 5, "nest": {"x": 1, "y": 3}}
+
+
+def test_base_cycle_and_missing_file_are_named(tmp_path):
+    write(tmp_path / "a.yml", "_base_: b.yml\n")
+    write(tmp_path / "b.yml", "_base_: a.yml\n")
+    with pytest.raises(ConfigError, match="_base_ cycle"):
+        load_yaml_with_bases(tmp_path / "a.yml")
+    write(tmp_path / "c.yml", "_base_: nope.yml\n")
+    with pytest.raises(ConfigError, match="nope.yml"):
+        load_yaml_with_bases(tmp_path / "c.yml")
+
+
+def test_safe_loading_refuses_python_tags(tmp_path):
+    cfg = write(tmp_path / "evil.yml", "a: !!python/object/apply:os.system ['echo hi']\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_yaml_with_bases(cfg)
+
+
+def test_opts_dotted_keys_and_list_indices():
+    cfg = {"a": {"b": 1}, "t": [{"s": 1}, {"s": 2}]}
+    out = apply_opts(cfg, ["a.b=0.5", "t.1.s=[3, 4]", "new.key=true"])
+    assert out == {"a": {"b": 0.5}, "t": [{"s": 1}, {"s": [3, 4]}], "new": {"key": True}}
+    with pytest.raises(ConfigError, match="list index"):
+        apply_opts(cfg, ["t.5.s=1"])
+    with pytest.raises(ConfigError, match="key.path=value"):
+        apply_opts(cfg, ["novalue"])
+
+
+DEMO = REPO / "configs/demo/bisenetv2_synthetic_96x128_300.yml"
+
+
+def test_repo_configs_all_validate():
+    configs = sorted((REPO / "configs").rglob("*.yml"))
+    tops = [c for c in configs if "_base_" not in c.parts]
+    assert tops
+    for c in tops:
+        load_config(c)
+
+
+@pytest.mark.parametrize("opt, message", [
+    ("itres=10", "itres: unknown key"),
+    ("iters=abc", "iters: Input should be a valid integer"),
+    ("batch_size=0", "batch_size: Input should be greater than 0"),
+    ("model.type=BiSeNetV3", "model.type: unknown model type 'BiSeNetV3'.*did you mean BiSeNetV2"),
+    ("model.lamda=0.5", "model: model BiSeNetV2 has no argument 'lamda'.*did you mean 'lambd'"),
+    ("train_dataset.transforms.0.type=Flip", "train_dataset.transforms.0.type: unknown transform"),
+    ("train_dataset.transforms.1.prob2=1", "train_dataset.transforms.1: .*no argument 'prob2'"),
+    ("loss.coef=[]", "loss.coef: List should have at least 1 item"),
+    ("loss.types.0.type=CELoss", "loss.types.0.type: unknown loss"),
+    ("optimizer.momentun=0.8", "optimizer: .*no argument 'momentun'"),
+    ("test_config.is_slide=true", "is_slide: true needs crop_size"),
+])
+def test_validation_errors_name_file_and_key(opt, message):
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(DEMO, [opt])
+    assert str(DEMO) in str(info.value)
+
+
+def test_loss_needs_matching_types_and_coef():
+    with pytest.raises(ConfigError, match="loss.types has 2 entries but loss.coef has 5"):
+        load_config(DEMO, ["loss.types=[{type: CrossEntropyLoss}, {type: DiceLoss}]"])
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = load_config(DEMO, ["iters=7", "lr_scheduler.learning_rate=0.2"])
+    assert cfg.iters == 7 and cfg.lr_scheduler.kwargs()["learning_rate"] == 0.2
+    dump_config(cfg, tmp_path / "config.yml")
+    again = load_config(tmp_path / "config.yml")
+    assert again == cfg
+    assert "_base_" not in yaml.safe_load((tmp_path / "config.yml").read_text())

@@ -1,0 +1,165 @@
+"""Export every registered model in the legacy format and run it under Paddle Inference
+(oneDNN), comparing with the dygraph model; deploy.yaml content; atomic writes."""
+import re
+
+import numpy as np
+import paddle
+import pytest
+import yaml
+
+import segq.models  # noqa: F401  (registers models)
+from segq import export as export_mod
+from segq.export import argmax_channels, export_inference_model
+from segq.inference import PaddleInferenceModel
+from segq.registry import MODELS
+
+NUM_CLASSES = 5
+
+
+def trained_like(name):
+    """A model with non-trivial BatchNorm statistics, in eval mode."""
+    paddle.seed(0)
+    model = MODELS.build({"type": name}, num_classes=NUM_CLASSES)
+    model.train()
+    with paddle.no_grad():
+        for _ in range(2):
+            model(paddle.randn([2, 3, 64, 96]) * 2.0 + 0.5)
+    model.eval()
+    return model
+
+
+def dygraph_logits(model, x):
+    with paddle.no_grad():
+        return model(paddle.to_tensor(x))[0].numpy()
+
+
+@pytest.fixture(scope="module", params=MODELS.names())
+def model(request):
+    return trained_like(request.param)
+
+
+def test_argmax_at_fixed_shape_matches_dygraph(model, tmp_path):
+    x = np.random.default_rng(0).normal(size=(1, 3, 64, 96)).astype("float32")
+    out_dir = export_inference_model(model, tmp_path / "fixed", input_shape=[1, 3, 64, 96],
+                                     deploy_transforms=[{"type": "Normalize"}])
+    pred = PaddleInferenceModel(out_dir, use_mkldnn=True).run(x)
+    assert pred.shape == (1, 64, 96) and pred.dtype == np.int32
+    agreement = (pred == dygraph_logits(model, x).argmax(axis=1)).mean()
+    assert agreement >= 0.999
+    # The INT8 configuration (explicit op set) builds and runs; an FP32 export has no
+    # quantized ops, so it must give the FP32 answer.
+    int8 = PaddleInferenceModel(out_dir, use_mkldnn=True, int8=True).run(x)
+    np.testing.assert_array_equal(int8, pred)
+
+    info = yaml.safe_load((out_dir / "deploy.yaml").read_text())
+    assert info == {"Deploy": {
+        "model": "model.pdmodel", "params": "model.pdiparams",
+        "transforms": [{"type": "Normalize"}], "input_shape": [1, 3, 64, 96],
+        "output_op": "argmax", "output_dtype": "int32"}}
+
+
+def test_dynamic_shape_logits_match_dygraph_at_two_sizes(model, tmp_path):
+    out_dir = export_inference_model(model, tmp_path / "dyn", without_argmax=True)
+    info = yaml.safe_load((out_dir / "deploy.yaml").read_text())["Deploy"]
+    assert info["input_shape"] == [-1, 3, -1, -1]
+    assert info["output_op"] == "none" and info["output_dtype"] == "float32"
+    assert info["transforms"] == []
+    predictor = PaddleInferenceModel(out_dir)
+    rng = np.random.default_rng(1)
+    for shape in [(2, 3, 64, 96), (1, 3, 50, 70)]:
+        x = rng.normal(size=shape).astype("float32")
+        ref = dygraph_logits(model, x)
+        out = predictor.run(x)
+        assert out.shape == ref.shape
+        np.testing.assert_allclose(out, ref, rtol=1e-3, atol=1e-3 * np.abs(ref).max())
+
+
+def test_softmax_output(model, tmp_path):
+    out_dir = export_inference_model(model, tmp_path / "sm", input_shape=[1, 3, 64, 96],
+                                     with_softmax=True, without_argmax=True)
+    assert yaml.safe_load((out_dir / "deploy.yaml").read_text())["Deploy"]["output_op"] == "softmax"
+    x = np.random.default_rng(2).normal(size=(1, 3, 64, 96)).astype("float32")
+    prob = PaddleInferenceModel(out_dir).run(x)
+    ref = paddle.nn.functional.softmax(paddle.to_tensor(dygraph_logits(model, x)), axis=1).numpy()
+    np.testing.assert_allclose(prob.sum(axis=1), 1.0, atol=1e-4)
+    np.testing.assert_allclose(prob, ref, atol=1e-4)
+
+
+def test_argmax_channels_agrees_with_numpy():
+    x = np.random.default_rng(0).normal(size=(2, 7, 5, 6)).astype("float32")
+    out = argmax_channels(paddle.to_tensor(x))
+    assert out.dtype == paddle.int32 and list(out.shape) == [2, 5, 6]
+    np.testing.assert_array_equal(out.numpy(), x.argmax(axis=1))
+
+
+def test_paddle_argmax_still_fails_under_the_legacy_exporter(tmp_path):
+    """Pins why export.argmax_channels uses topk: if this starts passing, argmax may be used."""
+    class Argmax(paddle.nn.Layer):
+        def forward(self, x):
+            return paddle.argmax(x, axis=1)
+
+    with pytest.raises(TypeError, match="must be Value, but got Variable"):
+        export_mod.save_legacy_inference_model(Argmax(), tmp_path / "m", [1, 3, 8, 8])
+
+
+def test_nn_sigmoid_fails_under_the_legacy_exporter_but_segq_sigmoid_exports(tmp_path):
+    """Pins why models use segq.models.layers.Sigmoid instead of nn.Sigmoid (Paddle 3.3.1)."""
+    from segq.models.layers import Sigmoid
+
+    class Gate(paddle.nn.Layer):
+        def __init__(self, act):
+            super().__init__()
+            self.conv = paddle.nn.Conv2D(3, 3, 1)
+            self.act = act
+
+        def forward(self, x):
+            y = self.conv(x)
+            return y * self.act(y)
+
+    with pytest.raises(TypeError, match="must be Value, but got Variable"):
+        export_mod.save_legacy_inference_model(Gate(paddle.nn.Sigmoid()), tmp_path / "a",
+                                               [1, 3, 8, 8])
+    gate = Gate(Sigmoid())
+    gate.eval()
+    export_mod.save_legacy_inference_model(gate, tmp_path / "b", [-1, 3, -1, -1])
+    x = np.random.default_rng(0).normal(size=(1, 3, 8, 8)).astype("float32")
+    (tmp_path / "b.pdmodel").rename(tmp_path / "model.pdmodel")
+    (tmp_path / "b.pdiparams").rename(tmp_path / "model.pdiparams")
+    out = PaddleInferenceModel(tmp_path).run(x)
+    np.testing.assert_allclose(out, gate(paddle.to_tensor(x)).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_export_restores_training_mode_and_keeps_other_files(tmp_path):
+    model = trained_like(MODELS.names()[0])
+    model.train()
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    (out_dir / "config.yml").write_text("keep me")
+    export_inference_model(model, out_dir, input_shape=[1, 3, 32, 32])
+    assert model.training
+    assert (out_dir / "config.yml").read_text() == "keep me"
+    assert {"model.pdmodel", "model.pdiparams", "deploy.yaml"} <= {p.name for p in out_dir.iterdir()}
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary directory left
+
+
+def test_interrupted_export_leaves_nothing_behind(tmp_path, monkeypatch):
+    def boom(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export_mod, "save_legacy_inference_model", boom)
+    model = MODELS.build({"type": MODELS.names()[0]}, num_classes=NUM_CLASSES)
+    with pytest.raises(KeyboardInterrupt):
+        export_inference_model(model, tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_arguments_are_reported(tmp_path):
+    model = MODELS.build({"type": MODELS.names()[0]}, num_classes=NUM_CLASSES)
+    with pytest.raises(ValueError, match="input_shape"):
+        export_inference_model(model, tmp_path / "x", input_shape=[3, 64, 64])
+    with pytest.raises(ValueError, match="'type'"):
+        export_inference_model(model, tmp_path / "x", deploy_transforms=[{"size": 3}])
+    with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "missing" / "model.pdmodel"))):
+        PaddleInferenceModel(tmp_path / "missing")
+    with pytest.raises(ValueError, match="use_mkldnn"):
+        PaddleInferenceModel(tmp_path / "missing", use_mkldnn=False, int8=True)
