@@ -6,6 +6,8 @@ parses arguments or exits.
 from __future__ import annotations
 
 import logging
+import os
+import platform
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,7 +66,7 @@ def train(cfg: SegConfig, opts: TrainOptions, model: paddle.nn.Layer | None = No
     model = model if model is not None else build_model_for(cfg, opts.model_path)
     scheduler = builders.build_lr_scheduler(cfg.lr_scheduler, cfg.iters)
     optimizer = builders.build_optimizer(cfg.optimizer, model, scheduler)
-    state = TrainState()
+    state = TrainState(extra=run_environment())
     if opts.resume_model:
         state = resume_checkpoint(opts.resume_model, model, optimizer)
         logger.info(f"resumed from {opts.resume_model} at iter {state.iteration}")
@@ -98,8 +100,24 @@ def train(cfg: SegConfig, opts: TrainOptions, model: paddle.nn.Layer | None = No
 
 
 def paddle_threads() -> str:
-    import os
     return os.environ.get("OMP_NUM_THREADS", "unset")
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def run_environment() -> dict:
+    """What a timing depends on, recorded with every run."""
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "omp_threads": paddle_threads(),
+            "paddle": paddle.__version__}
 
 
 def evaluate_checkpoint(cfg: SegConfig, model_path: str | None, num_workers: int = 0,
