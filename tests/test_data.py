@@ -1,5 +1,4 @@
 """segq.data: list files, readers, datasets, transforms, sampler and loaders."""
-import io as pyio
 import zipfile
 from pathlib import Path
 
@@ -454,6 +453,9 @@ class KeyEcho(SyntheticScenes):
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_train_loader_passes_keys_and_resumes(workers):
+    # the parent runs cv2 multi-threaded first: a worker that then called cv2.setNumThreads
+    # deadlocked on the inherited thread pool
+    cv2.resize(np.zeros((1000, 1000, 3), np.float32), (1500, 1500))
     ds = KeyEcho(num_samples=10, image_size=(16, 16), transforms=[{"type": "RandomDistort"}])
     expected = iter(InfiniteShardedSampler(10, 3, seed=4))
     batches = build_train_loader(ds, 3, workers, seed=4)
