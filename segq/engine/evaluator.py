@@ -24,7 +24,7 @@ def evaluate_with(predict_fn: Callable[[dict], np.ndarray], dataset, num_workers
     confusion = np.zeros((dataset.num_classes, dataset.num_classes), dtype=np.int64)
     n = 0
     for sample in tqdm(build_eval_loader(dataset, num_workers), total=len(dataset),
-                       desc="eval", disable=not progress, leave=False):
+                       desc="eval", disable=None if progress else True, leave=False):
         label = sample.get("ori_label", sample["label"])
         pred = predict_fn(sample)
         if pred.shape != label.shape:
