@@ -4,7 +4,7 @@ import paddle
 import paddle.nn.functional as F
 import pytest
 
-from segq.config import TestConfig
+from segq.config import TestConfig as EvalConfig  # "Test*" names would be collected by pytest
 from segq.engine.predict import infer_logits, restore_original_size, slide_inference
 
 
@@ -38,7 +38,7 @@ def test_slide_inference_matches_whole_image_for_a_pointwise_model(model_and_inp
 
 def test_flip_aug_equals_softmax_of_plain_for_a_pointwise_model(model_and_input):
     model, x = model_and_input
-    cfg = TestConfig(aug_eval=True, flip_horizontal=True, flip_vertical=True)
+    cfg = EvalConfig(aug_eval=True, flip_horizontal=True, flip_vertical=True)
     probs = infer_logits(model, x, cfg)
     np.testing.assert_allclose(probs.numpy(), 3 * F.softmax(model(x)[0], axis=1).numpy(),
                                rtol=1e-5, atol=1e-5)
@@ -46,7 +46,7 @@ def test_flip_aug_equals_softmax_of_plain_for_a_pointwise_model(model_and_input)
 
 def test_multi_scale_keeps_output_size(model_and_input):
     model, x = model_and_input
-    out = infer_logits(model, x, TestConfig(aug_eval=True, scales=[0.5, 1.0, 1.5]))
+    out = infer_logits(model, x, EvalConfig(aug_eval=True, scales=[0.5, 1.0, 1.5]))
     assert list(out.shape) == [1, 5, 37, 53]
 
 

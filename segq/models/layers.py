@@ -15,29 +15,31 @@ from __future__ import annotations
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
-from paddle.base.layer_helper import LayerHelper
+
+from segq.models import legacy_ops
 
 
-def legacy_sigmoid(x: paddle.Tensor) -> paddle.Tensor:
-    """``sigmoid`` that also builds under the legacy (non-PIR) static exporter.
-
-    In Paddle 3.3.1 both ``F.sigmoid`` and ``nn.Sigmoid`` call ``_C_ops.sigmoid``, which only
-    accepts PIR values, so tracing under ``paddle.pir_utils.OldIrGuard()`` fails with
-    "argument must be Value, but got Variable". There we append the old ``sigmoid`` op directly.
-    """
-    if paddle.in_dynamic_mode() or paddle.framework.in_pir_mode():
-        return F.sigmoid(x)
-    helper = LayerHelper("sigmoid")
-    out = helper.create_variable_for_type_inference(x.dtype)
-    helper.append_op(type="sigmoid", inputs={"X": [x]}, outputs={"Out": [out]})
-    return out
+# Kept under its old name; the legacy-exporter workarounds live in segq.models.legacy_ops.
+legacy_sigmoid = legacy_ops.sigmoid
 
 
 class Sigmoid(nn.Layer):
-    """Layer form of :func:`legacy_sigmoid`; use it instead of ``nn.Sigmoid`` in models."""
+    """Layer form of :func:`segq.models.legacy_ops.sigmoid`; use it instead of ``nn.Sigmoid``
+    in models (both ``nn.Sigmoid`` and ``F.sigmoid`` fail under the legacy exporter)."""
 
     def forward(self, x):
-        return legacy_sigmoid(x)
+        return legacy_ops.sigmoid(x)
+
+
+def max_over_channels(x: paddle.Tensor) -> paddle.Tensor:
+    """``paddle.max(x, axis=1, keepdim=True)`` of an NCHW tensor, computed as ``topk(k=1)``.
+
+    Same values and, without ties, the same gradient, but in Paddle 3.3.1 the backward of
+    ``paddle.max``/``paddle.amax`` along the channel axis is pathologically slow on CPU:
+    forward + backward of [2, 128, 60, 60] took 2.7 s against 16 ms with ``topk``
+    (OMP_NUM_THREADS=1). ``topk`` also exports under the legacy exporter.
+    """
+    return paddle.topk(x, k=1, axis=1)[0]
 
 
 def spatial_size(x: paddle.Tensor):
@@ -156,3 +158,18 @@ def fold_conv_bias_into_bn(state_dict: dict) -> dict:
         if mean_key in out:
             out[mean_key] = out[mean_key] - out.pop(key)
     return out
+
+
+class AuxLayer(nn.Layer):
+    """Auxiliary segmentation head for deep supervision: 3x3 ConvBNReLU, dropout, 1x1
+    classifier (PaddleSeg's ``AuxLayer``; same sublayer names)."""
+
+    def __init__(self, in_channels: int, inter_channels: int, out_channels: int,
+                 dropout_prob: float = 0.1):
+        super().__init__()
+        self.conv_bn_relu = ConvBNReLU(in_channels, inter_channels, 3, padding=1)
+        self.dropout = nn.Dropout(p=dropout_prob)
+        self.conv = nn.Conv2D(inter_channels, out_channels, 1)
+
+    def forward(self, x):
+        return self.conv(self.dropout(self.conv_bn_relu(x)))
