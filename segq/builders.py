@@ -7,6 +7,7 @@ from typing import Any
 
 import paddle
 
+from . import components  # noqa: F401  (fills the registries the builders read)
 from .checkpoint import load_weights
 from .config import Component, LossConfig, SegConfig
 from .registry import BACKBONES, DATASETS, LOSSES, LR_SCHEDULERS, MODELS, OPTIMIZERS
@@ -16,11 +17,26 @@ logger = logging.getLogger("segq")
 PRETRAINED_CACHE = Path.home() / ".cache" / "segq" / "pretrained"
 
 
-def resolve_pretrained(path_or_url: str) -> Path:
-    """A local file, or a URL downloaded once into the cache (fails clearly offline)."""
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
+
+
+def resolve_pretrained(path_or_url: str, cache_dir: Path = PRETRAINED_CACHE) -> Path:
+    """A local ``.pdparams`` file, or a URL downloaded once into ``cache_dir`` (fails
+    clearly offline). PaddleSeg publishes its weights as ``.tar.gz`` archives holding one
+    ``model.pdparams``; those are unpacked and that file is returned."""
     if "://" in path_or_url:
-        from .data.download import download_file
-        return download_file(path_or_url, PRETRAINED_CACHE)
+        from .data.download import download_and_extract, download_file
+        if not path_or_url.endswith(ARCHIVE_SUFFIXES):
+            return download_file(path_or_url, cache_dir)
+        name = path_or_url.rstrip("/").rsplit("/", 1)[-1]
+        for suffix in ARCHIVE_SUFFIXES:
+            name = name.removesuffix(suffix)
+        folder = download_and_extract(path_or_url, cache_dir / name)
+        found = sorted(folder.rglob("*.pdparams"))
+        if len(found) != 1:
+            raise FileNotFoundError(f"{path_or_url} unpacked into {folder} holds "
+                                    f"{len(found)} .pdparams files; expected exactly one")
+        return found[0]
     path = Path(path_or_url).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"pretrained weights not found: {path}")
