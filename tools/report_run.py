@@ -33,7 +33,7 @@ def main(argv=None):
     p.add_argument("--opts", nargs="+", default=[])
     args = p.parse_args(argv)
     from segq.config import load_config
-    from segq.engine.workflows import cpu_model, evaluate_checkpoint, paddle_threads
+    from segq.engine.workflows import evaluate_checkpoint, paddle_threads, run_environment
 
     run = Path(args.run_dir)
     cfg = load_config(run / "config.yml", args.opts)
@@ -41,7 +41,10 @@ def main(argv=None):
     last = max((d for d in run.glob("iter_*") if d.name[5:].isdigit()),
                key=lambda d: int(d.name[5:]))
     last_state = json.loads((last / "state.json").read_text())
+    # runs record their environment; for older runs fall back to this machine's, said so
+    here = run_environment()
     env = last_state.get("extra", {})
+    machine_note = "" if "cpu" in env else " (read when reporting, on the machine that trained)"
     result = evaluate_checkpoint(cfg, str(run / "best_model"))
     dataset_cfg = cfg.val_dataset.kwargs()
     names = None
@@ -55,10 +58,11 @@ def main(argv=None):
         f"- command: `{args.command or 'python train.py --config ' + args.config}`",
         f"- config: `{args.config}`; iterations: {last_state['iteration']} at batch size "
         f"{cfg.batch_size}; best val mIoU at iter {state['iteration']}",
-        f"- training wall time: {wall / 60:.1f} min" if wall else "- training wall time: n/a",
-        f"- machine: {env.get('cpu') or cpu_model()}, {env.get('cores', '?')} cores; "
-        f"OMP_NUM_THREADS={env.get('omp_threads') or threads_from_log(Path(args.log) if args.log else None) or '?'}; "
-        f"paddle {env.get('paddle', '?')}",
+        f"- training wall time: {wall / 60:.1f} min, evaluations included"
+        if wall else "- training wall time: n/a",
+        f"- machine: {env.get('cpu', here['cpu'])}, {env.get('cores', here['cores'])} cores; "
+        f"paddle {env.get('paddle', here['paddle'])}{machine_note}; training "
+        f"OMP_NUM_THREADS={env.get('omp_threads') or threads_from_log(Path(args.log) if args.log else None) or '?'}",
         f"- re-evaluated by `tools/report_run.py` (OMP_NUM_THREADS={paddle_threads()}) on "
         f"{result.num_images} val images, full resolution, single scale:",
         "",
