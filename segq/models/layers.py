@@ -70,19 +70,17 @@ class ConvBN(nn.Layer):
         return self._batch_norm(self._conv(x))
 
 
-class ConvBNReLU(nn.Layer):
+class ConvBNReLU(ConvBN):
     """Conv2D, BatchNorm2D, ReLU."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int,
                  padding="same", bias_attr=False, **conv_kwargs):
-        super().__init__()
-        self._conv = nn.Conv2D(in_channels, out_channels, kernel_size, padding=padding,
-                               bias_attr=bias_attr, **conv_kwargs)
-        self._batch_norm = nn.BatchNorm2D(out_channels)
+        super().__init__(in_channels, out_channels, kernel_size, padding, bias_attr,
+                         **conv_kwargs)
         self._relu = nn.ReLU()
 
     def forward(self, x):
-        return self._relu(self._batch_norm(self._conv(x)))
+        return self._relu(super().forward(x))
 
 
 class ConvReLU(nn.Layer):

@@ -63,9 +63,7 @@ class CatBottleneck(nn.Layer):
         self.stride = stride
         if stride == 2:
             half = out_planes // 2
-            self.avd_layer = nn.Sequential(
-                nn.Conv2D(half, half, 3, stride=2, padding=1, groups=half, bias_attr=False),
-                nn.BatchNorm2D(half))
+            self.avd_layer = _downsample_dw(half)
             self.skip = nn.AvgPool2D(kernel_size=3, stride=2, padding=1)
         # the stride-2 block downsamples in avd_layer, so its chain itself has stride 1
         self.conv_list = _block_convs(in_planes, out_planes, block_num, 1)
@@ -82,6 +80,13 @@ class CatBottleneck(nn.Layer):
         return paddle.concat([out1] + outs, axis=1)
 
 
+def _downsample_dw(channels: int) -> nn.Sequential:
+    """Stride-2 depthwise 3x3 conv + BN (PaddleSeg's ``avd_layer``, same parameter names)."""
+    return nn.Sequential(
+        nn.Conv2D(channels, channels, 3, stride=2, padding=1, groups=channels, bias_attr=False),
+        nn.BatchNorm2D(channels))
+
+
 class AddBottleneck(nn.Layer):
     """STDC module, additive fusion: the concatenated chain outputs plus a (projected) skip."""
 
@@ -92,9 +97,7 @@ class AddBottleneck(nn.Layer):
         self.stride = stride
         if stride == 2:
             half = out_planes // 2
-            self.avd_layer = nn.Sequential(
-                nn.Conv2D(half, half, 3, stride=2, padding=1, groups=half, bias_attr=False),
-                nn.BatchNorm2D(half))
+            self.avd_layer = _downsample_dw(half)
             self.skip = nn.Sequential(
                 nn.Conv2D(in_planes, in_planes, 3, stride=2, padding=1, groups=in_planes,
                           bias_attr=False),
