@@ -75,6 +75,8 @@ class TrainState:
 # process, or after quantization wrappers) gets other names. Checkpoints store them by the
 # parameter's structured name instead (``head.conv.weight@velocity_0``).
 def _param_names(model: paddle.nn.Layer) -> list[tuple[str, str]]:
+    if isinstance(model, paddle.DataParallel):  # same names with or without data parallel
+        model = model._layers
     pairs = [(p.name, name) for name, p in model.named_parameters()]
     return sorted(pairs, key=lambda pair: -len(pair[0]))  # longest first: no prefix clashes
 

@@ -122,3 +122,24 @@ def test_mismatched_checkpoint_is_reported(tmp_path):
                    str(tmp_path / "bad.pdparams"), "--opts", *SMALL)
     assert r.returncode == 2
     assert "do not match BiSeNetV2" in r.stderr and "unexpected (1): foo.weight" in r.stderr
+
+
+def test_data_parallel_run_on_two_cpu_ranks_resumes_in_one_process(tmp_path):
+    """Two gloo ranks: rank 0 alone writes; its checkpoint (optimizer state keyed by
+    parameter name, not by the DataParallel wrapper) resumes in a single process."""
+    small = ["--opts", "train_dataset.num_samples=32", "val_dataset.num_samples=4",
+             "train_dataset.image_size=[48, 64]", "val_dataset.image_size=[48, 64]"]
+    r = run_script("-m", "paddle.distributed.launch", "--nproc_per_node", "2",
+                   "--log_dir", str(tmp_path / "log"), "train.py", "--config", str(DEMO),
+                   "--iters", "4", "--save_interval", "2", "--save_dir", str(tmp_path / "dp"),
+                   *small)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "[TRAIN] iter: 4/4" in (tmp_path / "log/workerlog.0").read_text()
+    assert "[TRAIN]" not in (tmp_path / "log/workerlog.1").read_text()
+    assert sorted(p.name for p in (tmp_path / "dp").iterdir()) == ["config.yml", "iter_2",
+                                                                   "iter_4"]
+    r = run_script("train.py", "--config", str(DEMO), "--iters", "6", "--save_interval", "2",
+                   "--save_dir", str(tmp_path / "single"),
+                   "--resume_model", str(tmp_path / "dp/iter_4"), *small)
+    assert r.returncode == 0, r.stderr
+    assert "resumed from" in r.stdout and "[TRAIN] iter: 6/6" in r.stdout
