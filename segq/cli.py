@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 
-GROUPS = ("train", "eval", "export", "predict")
+GROUPS = ("train", "eval", "export", "predict", "deploy")
 
 
 def build_parser(description: str, groups: tuple[str, ...]) -> argparse.ArgumentParser:
@@ -24,9 +24,8 @@ def build_parser(description: str, groups: tuple[str, ...]) -> argparse.Argument
                    help="config overrides, e.g. train_dataset.dataset_root=/data/camvid")
     p.add_argument("--num_workers", type=int, default=0, help="data-loading worker processes")
     p.add_argument("--seed", type=int, default=0, help="random seed")
-    if "train" in groups or "eval" in groups or "export" in groups or "predict" in groups:
-        p.add_argument("--model_path", default=None,
-                       help="weights to start from (train) or to evaluate/export/predict")
+    p.add_argument("--model_path", default=None,
+                   help="weights to start from (train) or to evaluate/export/predict")
     if "train" in groups:
         g = p.add_argument_group("training")
         g.add_argument("--save_dir", default="output")
@@ -57,6 +56,13 @@ def build_parser(description: str, groups: tuple[str, ...]) -> argparse.Argument
                        metavar=("N", "C", "H", "W"), help="fixed input shape (default dynamic)")
         g.add_argument("--with_softmax", action="store_true")
         g.add_argument("--without_argmax", action="store_true")
+    if "deploy" in groups:
+        g = p.add_argument_group("deployed model")
+        g.add_argument("--model_dir", required=True, help="directory written by export.py")
+        g.add_argument("--precision", choices=("fp32", "int8"), default="fp32")
+        g.add_argument("--cpu_threads", type=int, default=2)
+        if "eval" not in groups:
+            g.add_argument("--result_json", default=None, help="write the metrics here as JSON")
     if "predict" in groups:
         g = p.add_argument_group("prediction")
         g.add_argument("--image_path", required=True, help="an image or a directory of images")

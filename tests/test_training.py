@@ -93,6 +93,12 @@ def test_cli_train_val_export_predict(tmp_path):
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "infer/model.pdmodel").is_file()
     assert (tmp_path / "infer/deploy.yaml").is_file()
+    r = run_script("deploy/python/eval_deployed.py", "--config", str(DEMO), "--model_dir",
+                   str(tmp_path / "infer"), "--result_json", str(tmp_path / "d.json"), *opts)
+    assert r.returncode == 0, r.stderr
+    deployed = json.loads((tmp_path / "d.json").read_text())
+    dygraph = json.loads((tmp_path / "v.json").read_text())
+    assert deployed["miou"] == pytest.approx(dygraph["miou"], abs=1e-3)
     import cv2
     img_dir = tmp_path / "imgs"
     img_dir.mkdir()
