@@ -10,9 +10,8 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
-
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from .base import StrictModel
+from .quant import QuantConfig
 
 
 class Component(BaseModel):
@@ -72,3 +71,4 @@ class SegConfig(StrictModel):
     loss: LossConfig
     test_config: TestConfig = TestConfig()
     export: ExportConfig = ExportConfig()
+    quant: Optional[QuantConfig] = None

@@ -1,0 +1,35 @@
+"""The ``quant:`` config section.
+
+Only the quantizer types that Paddle 3.3.1's dygraph QAT (through PaddleSlim 2.6) actually
+runs are offered; PaddleSlim's own list is longer than what Paddle accepts. The learned-step
+types (``lsq_weight``, ``channel_wise_lsq_weight``, ``lsq_act``) are to be added once they
+are tested through to export.
+"""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field
+
+from .base import StrictModel
+
+WeightQuantizeType = Literal["abs_max", "channel_wise_abs_max"]
+ActivationQuantizeType = Literal["moving_average_abs_max"]
+QuantizableLayer = Literal["Conv2D", "Linear"]
+
+
+class QuantConfig(StrictModel):
+    weight_quantize_type: WeightQuantizeType = "channel_wise_abs_max"
+    activation_quantize_type: ActivationQuantizeType = "moving_average_abs_max"
+    weight_bits: int = Field(8, ge=2, le=8)
+    activation_bits: int = Field(8, ge=2, le=8)
+    moving_rate: float = Field(0.9, gt=0.0, lt=1.0)
+    # PaddleSlim's PACT: a learned clipping of activations before they are quantized
+    activation_preprocess: Optional[Literal["PACT"]] = None
+    quantizable_layer_type: list[QuantizableLayer] = Field(
+        default_factory=lambda: ["Conv2D", "Linear"], min_length=1)
+    # glob patterns over the model's own sublayer names (``head.*``); a match also keeps
+    # every sublayer below the matched one in float
+    skip_layers: list[str] = Field(default_factory=list)
+    # True: the export stores INT8 weights (about 4x smaller); False: float weights
+    onnx_format: bool = True
