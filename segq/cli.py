@@ -91,6 +91,17 @@ def config_opts(args: argparse.Namespace) -> list[str]:
     return opts
 
 
+def train_options(args: argparse.Namespace):
+    """The ``train`` flag group -> :class:`segq.engine.workflows.TrainOptions`."""
+    from .engine.workflows import TrainOptions
+
+    return TrainOptions(
+        save_dir=args.save_dir, model_path=args.model_path, resume_model=args.resume_model,
+        do_eval=args.do_eval, save_interval=args.save_interval,
+        keep_checkpoint_max=args.keep_checkpoint_max, log_iters=args.log_iters,
+        num_workers=args.num_workers, use_vdl=args.use_vdl, seed=args.seed)
+
+
 def setup_logging() -> None:
     # segq's own handler: paddle and visualdl configure the root logger on import, which
     # would make basicConfig a no-op and send progress lines to stderr.

@@ -1,0 +1,71 @@
+"""QAT fine-tuning and evaluation through the slim/ scripts, on the synthetic dataset."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import paddle
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "configs/demo/bisenetv2_synthetic_96x128_300.yml"
+SMALL = ["--opts", "train_dataset.num_samples=16", "val_dataset.num_samples=4",
+         "train_dataset.image_size=[48, 64]", "val_dataset.image_size=[48, 64]",
+         "batch_size=4"]
+
+
+def run(*args):
+    r = subprocess.run([sys.executable, *args], cwd=REPO, capture_output=True, text=True,
+                       timeout=300)
+    return r
+
+
+@pytest.fixture(scope="module")
+def fp32_checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("fp32")
+    r = run("train.py", "--config", str(DEMO), "--iters", "20", "--save_interval", "20",
+            "--save_dir", str(out), *SMALL)
+    assert r.returncode == 0, r.stderr
+    return out / "iter_20/model.pdparams"
+
+
+def test_qat_train_val_and_exact_resume(tmp_path, fp32_checkpoint):
+    common = ["--config", str(DEMO), "--iters", "4", "--save_interval", "2",
+              "--learning_rate", "0.001", "--seed", "3"]
+    r = run("slim/qat_train.py", *common, "--model_path", str(fp32_checkpoint),
+            "--save_dir", str(tmp_path / "q"), *SMALL, "quant.skip_layers=[head.conv_1x1]")
+    assert r.returncode == 0, r.stderr
+    assert "fake quant inserted; 1 sublayers kept in float: head.conv_1x1" in r.stdout
+    state = paddle.load(str(tmp_path / "q/iter_4/model.pdparams"))
+    scales = [k for k in state if "scale" in k]
+    assert scales, "a QAT checkpoint holds the fake-quant scales"
+
+    r = run("slim/qat_train.py", *common, "--resume_model", str(tmp_path / "q/iter_2"),
+            "--save_dir", str(tmp_path / "r"), *SMALL, "quant.skip_layers=[head.conv_1x1]")
+    assert r.returncode == 0, r.stderr
+    resumed = paddle.load(str(tmp_path / "r/iter_4/model.pdparams"))
+    for k in state:
+        np.testing.assert_array_equal(state[k].numpy(), resumed[k].numpy(), err_msg=k)
+
+    r = run("slim/qat_val.py", "--config", str(DEMO), "--model_path",
+            str(tmp_path / "q/iter_4/model.pdparams"), "--result_json",
+            str(tmp_path / "qv.json"), *SMALL, "quant.skip_layers=[head.conv_1x1]")
+    assert r.returncode == 0, r.stderr
+    result = json.loads((tmp_path / "qv.json").read_text())
+    assert set(result) >= {"miou", "class_iou", "acc", "kappa", "num_images"}
+    assert result["num_images"] == 4 and 0.0 < result["miou"] <= 1.0
+
+
+def test_qat_needs_fp32_weights_and_matching_skip_layers(tmp_path, fp32_checkpoint):
+    r = run("slim/qat_train.py", "--config", str(DEMO), "--save_dir", str(tmp_path), *SMALL)
+    assert r.returncode == 2 and "give --model_path" in r.stderr
+    r = run("slim/qat_train.py", "--config", str(DEMO), "--model_path", str(fp32_checkpoint),
+            "--save_dir", str(tmp_path), *SMALL, "quant.skip_layers=[haed]")
+    assert r.returncode == 2 and "'haed' matches no sublayer" in r.stderr
+    # a QAT checkpoint is not FP32 weights: evaluating it without fake quant fails strictly
+    r = run("val.py", "--config", str(DEMO), "--model_path", str(fp32_checkpoint), *SMALL)
+    assert r.returncode == 0
+    r = run("slim/qat_val.py", "--config", str(DEMO), "--model_path", str(fp32_checkpoint),
+            *SMALL)
+    assert r.returncode == 2 and "missing" in r.stderr
