@@ -7,6 +7,7 @@ mean (so a small val split without some class is not punished for it).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -70,6 +71,7 @@ class EvalResult:
         return d
 
     def write_json(self, path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", encoding="utf-8") as f:
             json.dump(self.to_json_dict(), f, indent=2)
 

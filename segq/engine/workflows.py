@@ -120,15 +120,19 @@ def run_environment() -> dict:
             "paddle": paddle.__version__}
 
 
-def evaluate_checkpoint(cfg: SegConfig, model_path: str | None, num_workers: int = 0,
-                        result_json: str | None = None) -> EvalResult:
-    model = build_model_for(cfg, model_path)
+def evaluate_model(cfg: SegConfig, model: paddle.nn.Layer, num_workers: int = 0,
+                   result_json: str | None = None) -> EvalResult:
+    """Score a dygraph model on the config's val set; optionally write the JSON."""
     dataset = builders.build_dataset(cfg.val_dataset, "val_dataset")
     result = evaluate(model, dataset, cfg.test_config, num_workers)
     if result_json:
-        Path(result_json).parent.mkdir(parents=True, exist_ok=True)
         result.write_json(result_json)
     return result
+
+
+def evaluate_checkpoint(cfg: SegConfig, model_path: str | None, num_workers: int = 0,
+                        result_json: str | None = None) -> EvalResult:
+    return evaluate_model(cfg, build_model_for(cfg, model_path), num_workers, result_json)
 
 
 def deploy_transforms(cfg: SegConfig) -> list[dict]:
@@ -190,6 +194,5 @@ def evaluate_inference_model(cfg: SegConfig, model_dir: str, int8: bool = False,
     dataset = builders.build_dataset(cfg.val_dataset, "val_dataset")
     result = evaluate_with(inference_model_predictor(runner), dataset, num_workers)
     if result_json:
-        Path(result_json).parent.mkdir(parents=True, exist_ok=True)
         result.write_json(result_json)
     return result

@@ -38,8 +38,7 @@ class BiSeNetV2(nn.Layer):
     def __init__(self, num_classes: int, lambd: float = 0.25, align_corners: bool = False,
                  in_channels: int = 3):
         super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        layers.check_num_classes(num_classes)
         db_channels = (64, 64, 128)
         # The paper scales only the stem and stage 3 by lambda; stages 4 and 5 stay 64 and 128.
         c1, c3, c4, c5 = int(64 * lambd), int(128 * lambd), 64, 128

@@ -48,8 +48,7 @@ class DANet(nn.Layer):
     def __init__(self, num_classes: int, backbone: nn.Layer, backbone_indices=(2, 3),
                  align_corners: bool = False):
         super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        layers.check_num_classes(num_classes)
         feat_channels = getattr(backbone, "feat_channels", None)
         if feat_channels is None:
             raise ValueError("DANet needs a backbone with a feat_channels attribute")

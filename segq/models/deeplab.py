@@ -42,8 +42,7 @@ class DeepLabV3P(nn.Layer):
                  aspp_ratios=(1, 12, 24, 36), aspp_out_channels: int = 256,
                  align_corners: bool = False):
         super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        layers.check_num_classes(num_classes)
         backbone_indices = tuple(backbone_indices)
         if len(backbone_indices) != 2:
             raise ValueError(f"backbone_indices needs (low-level, ASPP input) indices, got "

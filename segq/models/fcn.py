@@ -33,8 +33,7 @@ class FCN(nn.Layer):
     def __init__(self, num_classes: int, backbone: nn.Layer, backbone_indices=(-1,),
                  channels: int | None = None, align_corners: bool = False):
         super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        layers.check_num_classes(num_classes)
         backbone_indices = tuple(backbone_indices)
         if len(backbone_indices) != 1:
             raise ValueError(f"FCN uses one backbone feature, got backbone_indices="

@@ -46,8 +46,7 @@ class GCNet(nn.Layer):
                  gc_channels: int = 512, ratio: float = 0.25, enable_auxiliary_loss: bool = True,
                  align_corners: bool = False):
         super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        layers.check_num_classes(num_classes)
         feat_channels = getattr(backbone, "feat_channels", None)
         if feat_channels is None:
             raise ValueError("GCNet needs a backbone with a feat_channels attribute")

@@ -42,6 +42,12 @@ def max_over_channels(x: paddle.Tensor) -> paddle.Tensor:
     return paddle.topk(x, k=1, axis=1)[0]
 
 
+def check_num_classes(num_classes: int) -> None:
+    """Every model's first argument check, in one place."""
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+
+
 def spatial_size(x: paddle.Tensor):
     """``[H, W]`` of an NCHW tensor that stays symbolic in a dynamic-shape export.
 

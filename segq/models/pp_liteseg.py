@@ -50,8 +50,7 @@ class PPLiteSeg(nn.Layer):
                  arm_out_chs=(64, 96, 128), seg_head_inter_chs=(64, 64, 64),
                  resize_mode: str = "bilinear"):
         super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        layers.check_num_classes(num_classes)
         feat_channels = getattr(backbone, "feat_channels", None)
         if feat_channels is None:
             raise ValueError("PPLiteSeg needs a backbone with a feat_channels attribute")

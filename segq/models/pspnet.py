@@ -42,8 +42,7 @@ class PSPNet(nn.Layer):
                  pp_out_channels: int = 1024, bin_sizes=(1, 2, 3, 6),
                  enable_auxiliary_loss: bool = True, align_corners: bool = False):
         super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        layers.check_num_classes(num_classes)
         backbone_indices = tuple(backbone_indices)
         if len(backbone_indices) != 2:
             raise ValueError(f"backbone_indices needs (auxiliary, pyramid pooling) indices, "

@@ -37,8 +37,7 @@ class UNet(nn.Layer):
     def __init__(self, num_classes: int, align_corners: bool = False, use_deconv: bool = False,
                  in_channels: int = 3):
         super().__init__()
-        if num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        layers.check_num_classes(num_classes)
         self.encode = Encoder(in_channels)
         self.decode = Decoder(align_corners, use_deconv=use_deconv)
         self.cls = nn.Conv2D(64, num_classes, 3, stride=1, padding=1)

@@ -11,8 +11,7 @@ import logging
 
 from ..checkpoint import load_weights
 from ..config import QuantConfig, SegConfig
-from ..engine.evaluator import evaluate
-from ..engine.workflows import TrainOptions, build_model_for, train
+from ..engine.workflows import TrainOptions, build_model_for, evaluate_model, train
 from ..metrics import EvalResult
 from .paddleslim_adapter import QATModel, prepare_qat
 
@@ -49,11 +48,5 @@ def qat_train(cfg: SegConfig, opts: TrainOptions):
 
 def qat_evaluate(cfg: SegConfig, qat_weights: str, num_workers: int = 0,
                  result_json: str | None = None) -> EvalResult:
-    from ..builders import build_dataset
-
-    qat = qat_model_for(cfg, qat_weights=qat_weights)
-    result = evaluate(qat.model, build_dataset(cfg.val_dataset, "val_dataset"),
-                      cfg.test_config, num_workers)
-    if result_json:
-        result.write_json(result_json)
-    return result
+    return evaluate_model(cfg, qat_model_for(cfg, qat_weights=qat_weights).model, num_workers,
+                          result_json)
