@@ -16,7 +16,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import paddle
 import paddle.nn as nn
@@ -91,10 +91,14 @@ def save_legacy_inference_model(layer: nn.Layer, path_prefix: str | os.PathLike,
         paddle.jit.save(static_layer, str(path_prefix))
 
 
+# (layer in eval mode, path prefix, [N, C, H, W] with -1 for dynamic dims) -> writes the files
+Saver = Callable[[nn.Layer, Path, list[int]], None]
+
+
 def deploy_info(input_shape: Sequence[int], output_op: str,
                 transforms: list[dict] | None = None) -> dict[str, Any]:
     """The ``deploy.yaml`` content PaddleSeg's and FastDeploy's predictors read (dynamic dims
-    are -1, which FastDeploy expects)."""
+    are -1, which FastDeploy expects); other tools' sections go beside ``Deploy``."""
     transforms = [dict(t) for t in (transforms or [])]
     for t in transforms:
         if "type" not in t:
@@ -126,9 +130,14 @@ def _publish(tmp_dir: Path, save_dir: Path) -> None:
 def export_inference_model(model: nn.Layer, save_dir: str | os.PathLike,
                            input_shape: Sequence[int | None] | None = None,
                            with_softmax: bool = False, without_argmax: bool = False,
-                           deploy_transforms: list[dict] | None = None) -> Path:
+                           deploy_transforms: list[dict] | None = None,
+                           saver: Saver = save_legacy_inference_model,
+                           extra_info: dict[str, Any] | None = None) -> Path:
     """Export ``model`` to ``save_dir`` as ``model.pdmodel``/``model.pdiparams`` (legacy
     format) plus ``deploy.yaml``; returns ``save_dir`` as a Path.
+
+    ``saver`` writes the model files (the quantized export passes PaddleSlim's);
+    ``extra_info`` adds top-level sections to ``deploy.yaml`` beside ``Deploy``.
 
     The model is traced in eval mode and put back into the mode it was in. Files are written
     to a temporary sibling directory first, so an interrupted export leaves ``save_dir`` as
@@ -137,7 +146,7 @@ def export_inference_model(model: nn.Layer, save_dir: str | os.PathLike,
     save_dir = Path(save_dir)
     shape = normalize_input_shape(input_shape, getattr(model, "in_channels", 3))
     output_op = output_op_for(with_softmax, without_argmax)
-    info = deploy_info(shape, output_op, deploy_transforms)
+    info = {**deploy_info(shape, output_op, deploy_transforms), **(extra_info or {})}
 
     save_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{save_dir.name}.tmp-", dir=save_dir.parent))
@@ -146,7 +155,7 @@ def export_inference_model(model: nn.Layer, save_dir: str | os.PathLike,
     try:
         wrapper = InferenceWrapper(model, output_op)
         wrapper.eval()
-        save_legacy_inference_model(wrapper, tmp_dir / Path(MODEL_FILE).stem, shape)
+        saver(wrapper, tmp_dir / Path(MODEL_FILE).stem, shape)
         for name in (MODEL_FILE, PARAMS_FILE):
             if not (tmp_dir / name).is_file() or (tmp_dir / name).stat().st_size == 0:
                 raise RuntimeError(f"paddle.jit.save wrote no {name} in {tmp_dir}")

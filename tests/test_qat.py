@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import paddle
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "configs/demo/bisenetv2_synthetic_96x128_300.yml"
@@ -30,27 +31,36 @@ def fp32_checkpoint(tmp_path_factory):
     return out / "iter_20/model.pdparams"
 
 
-def test_qat_train_val_and_exact_resume(tmp_path, fp32_checkpoint):
-    common = ["--config", str(DEMO), "--iters", "4", "--save_interval", "2",
+QAT_COMMON = ["--config", str(DEMO), "--iters", "4", "--save_interval", "2",
               "--learning_rate", "0.001", "--seed", "3"]
-    r = run("slim/qat_train.py", *common, "--model_path", str(fp32_checkpoint),
-            "--save_dir", str(tmp_path / "q"), *SMALL, "quant.skip_layers=[head.conv_1x1]")
+SKIP = "quant.skip_layers=[head.conv_1x1]"
+
+
+@pytest.fixture(scope="module")
+def qat_run(tmp_path_factory, fp32_checkpoint):
+    out = tmp_path_factory.mktemp("qat")
+    r = run("slim/qat_train.py", *QAT_COMMON, "--model_path", str(fp32_checkpoint),
+            "--save_dir", str(out), *SMALL, SKIP)
     assert r.returncode == 0, r.stderr
     assert "fake quant inserted; 1 sublayers kept in float: head.conv_1x1" in r.stdout
-    state = paddle.load(str(tmp_path / "q/iter_4/model.pdparams"))
+    return out
+
+
+def test_qat_train_val_and_exact_resume(tmp_path, qat_run):
+    state = paddle.load(str(qat_run / "iter_4/model.pdparams"))
     scales = [k for k in state if "scale" in k]
     assert scales, "a QAT checkpoint holds the fake-quant scales"
 
-    r = run("slim/qat_train.py", *common, "--resume_model", str(tmp_path / "q/iter_2"),
-            "--save_dir", str(tmp_path / "r"), *SMALL, "quant.skip_layers=[head.conv_1x1]")
+    r = run("slim/qat_train.py", *QAT_COMMON, "--resume_model", str(qat_run / "iter_2"),
+            "--save_dir", str(tmp_path / "r"), *SMALL, SKIP)
     assert r.returncode == 0, r.stderr
     resumed = paddle.load(str(tmp_path / "r/iter_4/model.pdparams"))
     for k in state:
         np.testing.assert_array_equal(state[k].numpy(), resumed[k].numpy(), err_msg=k)
 
     r = run("slim/qat_val.py", "--config", str(DEMO), "--model_path",
-            str(tmp_path / "q/iter_4/model.pdparams"), "--result_json",
-            str(tmp_path / "qv.json"), *SMALL, "quant.skip_layers=[head.conv_1x1]")
+            str(qat_run / "iter_4/model.pdparams"), "--result_json",
+            str(tmp_path / "qv.json"), *SMALL, SKIP)
     assert r.returncode == 0, r.stderr
     result = json.loads((tmp_path / "qv.json").read_text())
     assert set(result) >= {"miou", "class_iou", "acc", "kappa", "num_images"}
@@ -69,3 +79,40 @@ def test_qat_needs_fp32_weights_and_matching_skip_layers(tmp_path, fp32_checkpoi
     r = run("slim/qat_val.py", "--config", str(DEMO), "--model_path", str(fp32_checkpoint),
             *SMALL)
     assert r.returncode == 2 and "missing" in r.stderr
+
+
+def test_qat_export_cli_writes_a_small_int8_model_that_keeps_the_qat_miou(tmp_path, qat_run,
+                                                                           fp32_checkpoint):
+    r = run("slim/qat_export.py", "--config", str(DEMO), "--model_path",
+            str(qat_run / "iter_4/model.pdparams"), "--save_dir", str(tmp_path / "int8"),
+            *SMALL, SKIP)
+    assert r.returncode == 0, r.stderr
+    info = yaml.safe_load((tmp_path / "int8/deploy.yaml").read_text())
+    assert info["Deploy"]["output_op"] == "argmax"
+    assert info["Quant"]["skipped_layers"] == ["head.conv_1x1"]
+    assert info["Quant"]["weights_stored_as"] == "int8"
+    assert yaml.safe_load((tmp_path / "int8/config.yml").read_text())["quant"]["skip_layers"] \
+        == ["head.conv_1x1"]
+
+    r = run("export.py", "--config", str(DEMO), "--model_path", str(fp32_checkpoint),
+            "--save_dir", str(tmp_path / "fp32"), *SMALL)
+    assert r.returncode == 0, r.stderr
+    size = {d: (tmp_path / d / "model.pdiparams").stat().st_size for d in ("int8", "fp32")}
+    assert size["int8"] <= 0.3 * size["fp32"], size
+
+    r = run("slim/qat_val.py", "--config", str(DEMO), "--model_path",
+            str(qat_run / "iter_4/model.pdparams"), "--result_json",
+            str(tmp_path / "dygraph.json"), *SMALL, SKIP)
+    assert r.returncode == 0, r.stderr
+    r = run("deploy/python/eval_deployed.py", "--config", str(DEMO), "--model_dir",
+            str(tmp_path / "int8"), "--precision", "int8", "--result_json",
+            str(tmp_path / "deployed.json"), *SMALL)
+    assert r.returncode == 0, r.stderr
+    dygraph, deployed = (json.loads((tmp_path / f).read_text())["miou"]
+                         for f in ("dygraph.json", "deployed.json"))
+    assert abs(deployed - dygraph) <= 0.005, (dygraph, deployed)
+
+
+def test_qat_export_without_a_checkpoint_is_an_input_error(tmp_path):
+    r = run("slim/qat_export.py", "--config", str(DEMO), "--save_dir", str(tmp_path), *SMALL)
+    assert r.returncode == 2 and "give the QAT checkpoint" in r.stderr

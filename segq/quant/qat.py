@@ -1,4 +1,5 @@
-"""QAT as it reads: prepare (FP32 weights in, fake quant inserted) -> fine-tune -> evaluate.
+"""QAT as it reads: prepare (FP32 weights in, fake quant inserted) -> fine-tune -> evaluate
+-> export (INT8 inference model).
 
 ``qat_model_for`` is the one function that builds a quantized model, so the order
 (build -> load FP32 strictly -> insert fake quant -> load a QAT checkpoint strictly) cannot
@@ -7,13 +8,16 @@ drift between training, evaluation and export.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
+from pathlib import Path
 
 from ..checkpoint import load_weights
-from ..config import QuantConfig, SegConfig
-from ..engine.workflows import TrainOptions, build_model_for, evaluate_model, train
+from ..config import QuantConfig, SegConfig, dump_config
+from ..engine.workflows import (TrainOptions, build_model_for, deploy_transforms,
+                                evaluate_model, train)
 from ..metrics import EvalResult
-from .paddleslim_adapter import QATModel, prepare_qat
+from .paddleslim_adapter import QATModel, export_twin, prepare_qat, save_quantized
 
 logger = logging.getLogger("segq")
 
@@ -50,3 +54,37 @@ def qat_evaluate(cfg: SegConfig, qat_weights: str, num_workers: int = 0,
                  result_json: str | None = None) -> EvalResult:
     return evaluate_model(cfg, qat_model_for(cfg, qat_weights=qat_weights).model, num_workers,
                           result_json)
+
+
+def quant_info(qat: QATModel) -> dict:
+    """The ``Quant`` section of an INT8 export's deploy.yaml: the resolved quant config and
+    the sublayers left in float."""
+    return {**qat.config.model_dump(mode="json"), "skipped_layers": list(qat.skipped),
+            "weights_stored_as": "int8" if qat.config.onnx_format else "float32"}
+
+
+def export_qat_model(cfg: SegConfig, qat: QATModel, save_dir: str,
+                     input_shape: list[int] | None = None, with_softmax: bool = False,
+                     without_argmax: bool = False) -> Path:
+    """Write ``qat`` as a legacy Paddle Inference INT8 model plus deploy.yaml (with a
+    ``Quant`` section) and the resolved config."""
+    from ..export import export_inference_model
+
+    qat = export_twin(qat)
+    out = export_inference_model(qat.model, save_dir, input_shape=input_shape,
+                                 with_softmax=with_softmax, without_argmax=without_argmax,
+                                 deploy_transforms=deploy_transforms(cfg),
+                                 saver=functools.partial(save_quantized, qat),
+                                 extra_info={"Quant": quant_info(qat)})
+    dump_config(cfg, out / "config.yml")
+    return out
+
+
+def qat_export(cfg: SegConfig, qat_weights: str, save_dir: str,
+               input_shape: list[int] | None = None, with_softmax: bool = False,
+               without_argmax: bool = False) -> Path:
+    """Export a QAT checkpoint (see ``export_qat_model``)."""
+    if not qat_weights:
+        raise ValueError("--model_path: give the QAT checkpoint to export")
+    return export_qat_model(cfg, qat_model_for(cfg, qat_weights=qat_weights), save_dir,
+                            input_shape, with_softmax, without_argmax)

@@ -1,0 +1,96 @@
+"""INT8 export of fake-quant models: the exported program runs under Paddle Inference oneDNN
+INT8 and gives the fake-quant dygraph output; skipped layers carry no quantize ops."""
+import numpy as np
+import paddle
+import pytest
+
+from segq.config import QuantConfig, load_config
+from segq.inference import PaddleInferenceModel
+from segq.quant.exported_ops import weight_ops
+from segq.quant.paddleslim_adapter import prepare_qat
+from segq.quant.qat import export_qat_model
+from segq.registry import MODELS
+from tests.zoo import build_test_model
+
+DEMO = "configs/demo/bisenetv2_synthetic_96x128_300.yml"
+SHAPE = [2, 3, 64, 96]
+
+
+def cosine(a, b):
+    a, b = np.ravel(a).astype(np.float64), np.ravel(b).astype(np.float64)
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+def calibrated_qat(name, quant: QuantConfig):
+    """A zoo model with fake quant whose BN statistics and activation scales have seen a few
+    batches (train-mode forwards), in eval mode."""
+    qat = prepare_qat(build_test_model(name, num_classes=5), quant)
+    qat.model.train()
+    paddle.seed(1)
+    with paddle.no_grad():
+        for _ in range(4):
+            qat.model(paddle.randn(SHAPE))
+    qat.model.eval()
+    return qat
+
+
+def int8_vs_fake_quant(cfg, qat, tmp_path, x):
+    with paddle.no_grad():
+        ref = qat.model(paddle.to_tensor(x))[0].numpy()
+    out_dir = export_qat_model(cfg, qat, tmp_path / "int8", without_argmax=True)
+    out = PaddleInferenceModel(out_dir, int8=True).run(x)
+    return ref, out, out_dir
+
+
+@pytest.fixture(scope="module")
+def demo_cfg():
+    return load_config(DEMO)
+
+
+# Each quantizer setting the config offers, exported and run in INT8 on BiSeNetV2.
+@pytest.mark.parametrize("quant", [
+    {},
+    {"weight_quantize_type": "abs_max"},
+    {"activation_preprocess": "PACT"},
+    {"onnx_format": False},
+], ids=["channel_wise", "abs_max", "pact", "float_weights"])
+def test_int8_export_matches_the_fake_quant_model(quant, demo_cfg, tmp_path):
+    qat = calibrated_qat("BiSeNetV2", QuantConfig(**quant))
+    x = np.random.default_rng(0).standard_normal([1, 3, 64, 96]).astype("float32")
+    ref, out, out_dir = int8_vs_fake_quant(demo_cfg, qat, tmp_path, x)
+    assert out.shape == ref.shape
+    assert cosine(out, ref) >= 0.99
+    ops = weight_ops(out_dir)
+    assert ops and all(op.weight_quantized and op.input_quantized for op in ops)
+    assert paddle.in_dynamic_mode()  # PaddleSlim's PACT export would leave static mode on
+
+
+def test_skipped_layers_carry_no_quantize_ops_in_the_export(demo_cfg, tmp_path):
+    qat = calibrated_qat("BiSeNetV2", QuantConfig(skip_layers=["head.conv_1x1", "bga.*"]))
+    skipped_weights = {layer.weight.name for name, layer in qat.model.named_sublayers()
+                       if name in qat.skipped and isinstance(layer, paddle.nn.Conv2D)}
+    assert len(skipped_weights) >= 3
+    x = np.random.default_rng(0).standard_normal([1, 3, 64, 96]).astype("float32")
+    ref, out, out_dir = int8_vs_fake_quant(demo_cfg, qat, tmp_path, x)
+    assert cosine(out, ref) >= 0.99
+    ops = weight_ops(out_dir)
+    exported_skipped = [op for op in ops if op.weight in skipped_weights]
+    assert {op.weight for op in exported_skipped} == skipped_weights
+    # (their inputs may pass a quantized producer's output scale: see WeightOp)
+    assert not any(op.weight_quantized for op in exported_skipped), exported_skipped
+    others = [op for op in ops if op.weight not in skipped_weights]
+    assert others and all(op.weight_quantized and op.input_quantized for op in others)
+
+
+@pytest.mark.parametrize("name", MODELS.names())
+def test_every_zoo_model_exports_to_int8_and_runs(name, demo_cfg, tmp_path):
+    qat = calibrated_qat(name, QuantConfig())
+    x = np.random.default_rng(0).standard_normal([1, 3, 64, 96]).astype("float32")
+    ref, out, _ = int8_vs_fake_quant(demo_cfg, qat, tmp_path, x)
+    assert out.shape == ref.shape and np.isfinite(out).all()
+    # A bound that catches a broken export (Paddle's native quantization gave cosine 0.1-0.2),
+    # not the trained-model 0.99 above: on these random-weight test networks oneDNN's INT8
+    # kernels and the fake-quant simulation part further. Measured (seeded): UNet 0.9995,
+    # PP-LiteSeg 0.999, GCNet/BiSeNetV2/DANet 0.994-0.995, FCN 0.992, DeepLabV3+ 0.95,
+    # PSPNet 0.89 -- the two ResNet-vd networks are the ones to watch on trained weights.
+    assert cosine(out, ref) >= 0.85
