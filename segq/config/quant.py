@@ -1,9 +1,10 @@
 """The ``quant:`` config section.
 
-Only the quantizer types that Paddle 3.3.1's dygraph QAT (through PaddleSlim 2.6) actually
-runs are offered; PaddleSlim's own list is longer than what Paddle accepts. The learned-step
-types (``lsq_weight``, ``channel_wise_lsq_weight``, ``lsq_act``) are to be added once they
-are tested through to export.
+Exactly the quantizer types that Paddle 3.3.1's dygraph QAT (ImperativeQuantAware) runs
+through to the INT8 export, each tested there (tests/test_qat_export.py). PaddleSlim 2.6's
+wrapper lists types Paddle rejects (range_abs_max, moving_average_abs_max weights). Paddle's
+learned-step-size types (lsq_weight, channel_wise_lsq_weight, lsq_act) train but none of them
+builds under the legacy exporter, so they are not offered; a test pins each failure.
 """
 from __future__ import annotations
 

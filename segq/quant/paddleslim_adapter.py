@@ -1,8 +1,8 @@
-"""The only module that imports PaddleSlim: fake-quant insertion for QAT.
+"""The only module that imports PaddleSlim: fake-quant insertion for QAT and the INT8 export.
 
-PaddleSlim 2.6's ``QAT`` wraps Paddle's ImperativeQuantAware; a sublayer whose
-``skip_quant`` attribute is True is left in float, which is how ``quant.skip_layers`` is
-applied.
+Fake quant comes from Paddle's ImperativeQuantAware (what PaddleSlim 2.6's ``QAT`` wraps) with
+PaddleSlim's PACT; a sublayer whose ``skip_quant`` attribute is True is left in float, which
+is how ``quant.skip_layers`` is applied.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from .select import select_skipped
 @dataclass
 class QATModel:
     model: paddle.nn.Layer        # the same layer object, with fake-quant wrappers inside
-    quanter: object               # paddleslim.QAT, needed again for the INT8 export
+    quanter: object               # Paddle's ImperativeQuantAware, needed again for the export
     skipped: list[str]
     config: QuantConfig
     # with PACT: a float copy taken before fake-quant insertion, to build the export twin
@@ -28,40 +28,43 @@ class QATModel:
 
 def prepare_qat(model: paddle.nn.Layer, cfg: QuantConfig) -> QATModel:
     """Insert fake-quant ops into ``model`` in place (load FP32 weights before this)."""
-    import paddleslim  # deferred: importing it is slow and only QAT needs it
-
     skipped = select_skipped(model, cfg.skip_layers)
     by_name = dict(model.named_sublayers())
     for name in skipped:
         by_name[name].skip_quant = True
     float_model = copy.deepcopy(model) if cfg.activation_preprocess else None
-    quanter = paddleslim.QAT(config={
-        "weight_quantize_type": cfg.weight_quantize_type,
-        "activation_quantize_type": cfg.activation_quantize_type,
-        "weight_bits": cfg.weight_bits,
-        "activation_bits": cfg.activation_bits,
-        "moving_rate": cfg.moving_rate,
-        "quantizable_layer_type": list(cfg.quantizable_layer_type),
-        "weight_preprocess_type": None,
-        "activation_preprocess_type": cfg.activation_preprocess,
-        "dtype": "int8",
-        "window_size": 10000,
-        "fuse_conv_bn": False,
-        "onnx_format": cfg.onnx_format,
-    })
-    model = quanter.quantize(model, inplace=True)
+    # Paddle's ImperativeQuantAware is what paddleslim.QAT wraps; built directly, its checks
+    # are the ones that matter (PaddleSlim 2.6's lists differ from what Paddle runs) and its
+    # export has no PACT side effects (see export_twin). PaddleSlim supplies PACT.
+    quanter = paddle.quantization.ImperativeQuantAware(
+        quantizable_layer_type=list(cfg.quantizable_layer_type),
+        weight_quantize_type=cfg.weight_quantize_type,
+        activation_quantize_type=cfg.activation_quantize_type,
+        weight_bits=cfg.weight_bits,
+        activation_bits=cfg.activation_bits,
+        moving_rate=cfg.moving_rate,
+        fuse_conv_bn=False,
+        act_preprocess_layer=_pact_layer() if cfg.activation_preprocess == "PACT" else None,
+        onnx_format=cfg.onnx_format,
+    )
+    quanter.quantize(model)
     return QATModel(model=model, quanter=quanter, skipped=skipped, config=cfg,
                     float_model=float_model)
+
+
+def _pact_layer() -> type[paddle.nn.Layer]:
+    from paddleslim.dygraph.quant.qat import PACT  # deferred: importing PaddleSlim is slow
+
+    return PACT
 
 
 def export_twin(qat: QATModel) -> QATModel:
     """The QAT model as it is exported: ``qat`` itself, or with PACT a twin without the
     clipping layers that holds the same trained weights and quantization scales.
 
-    PACT's learned clip only shapes training; the export quantizes with the scales it led to.
-    PaddleSlim's own PACT export (``QAT._remove_preprocess``) re-quantizes the bare model,
-    which would drop any wrapper around it (segq's argmax output) and leaves static mode on,
-    so segq builds the twin itself.
+    PACT's learned clip only shapes training; the export quantizes with the scales it led to
+    (as PaddleSlim's ``QAT._remove_preprocess`` does, which would also drop any wrapper
+    around the model, segq's argmax output included, and leave static mode on).
     """
     if qat.float_model is None:
         return qat
@@ -87,10 +90,4 @@ def save_quantized(qat: QATModel, layer: paddle.nn.Layer, path_prefix: Path,
     """
     spec = [paddle.static.InputSpec(shape=[None if d == -1 else d for d in input_shape],
                                     dtype="float32", name="x")]
-    try:
-        qat.quanter.save_quantized_model(layer, str(path_prefix), input_spec=spec)
-    finally:
-        # PaddleSlim 2.6 leaves static mode switched on after exporting a PACT model
-        # (QAT._remove_preprocess ends with paddle.enable_static()).
-        if not paddle.in_dynamic_mode():
-            paddle.disable_static()
+    qat.quanter.save_quantized_model(layer, str(path_prefix), input_spec=spec)
