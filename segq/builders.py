@@ -100,7 +100,9 @@ class MultiOutputLoss:
         self.coef = list(loss_cfg.coef)
         self.losses = losses if len(losses) == len(self.coef) else losses * len(self.coef)
 
-    def __call__(self, logits: list[paddle.Tensor], label: paddle.Tensor):
+    def __call__(self, logits: list[paddle.Tensor], label: paddle.Tensor,
+                 img: paddle.Tensor | None = None):
+        """(the input batch ``img`` is unused here; distillation losses need it)"""
         if len(logits) != len(self.coef):
             raise ValueError(f"the model returned {len(logits)} outputs but loss.coef has "
                              f"{len(self.coef)} entries: give one coefficient per output")

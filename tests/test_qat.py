@@ -67,6 +67,26 @@ def test_qat_train_val_and_exact_resume(tmp_path, qat_run):
     assert result["num_images"] == 4 and 0.0 < result["miou"] <= 1.0
 
 
+def test_qat_with_distillation_and_folded_batchnorm_trains_and_exports(tmp_path,
+                                                                        fp32_checkpoint):
+    opts = ["quant.distill.loss=kl", "quant.distill.weight=2.0", "quant.fuse_conv_bn=true"]
+    r = run("slim/qat_train.py", "--config", str(DEMO), "--iters", "2", "--save_interval", "2",
+            "--model_path", str(fp32_checkpoint), "--save_dir", str(tmp_path / "q"),
+            "--use_vdl", "--log_iters", "1", *SMALL, *opts)
+    assert r.returncode == 0, r.stderr
+    state = paddle.load(str(tmp_path / "q/iter_2/model.pdparams"))
+    assert not any("_batch_norm" in k for k in state if k.startswith("head."))
+    r = run("slim/qat_export.py", "--config", str(DEMO), "--model_path",
+            str(tmp_path / "q/iter_2/model.pdparams"), "--save_dir", str(tmp_path / "e"),
+            *SMALL, *opts)
+    assert r.returncode == 0, r.stderr
+    assert yaml.safe_load((tmp_path / "e/deploy.yaml").read_text())["Quant"]["fuse_conv_bn"]
+    # resuming a distilled run needs the teacher's weights
+    r = run("slim/qat_train.py", "--config", str(DEMO), "--iters", "2", "--resume_model",
+            str(tmp_path / "q/iter_2"), "--save_dir", str(tmp_path / "r"), *SMALL, *opts)
+    assert r.returncode == 2 and "FP32 teacher" in r.stderr
+
+
 def test_qat_needs_fp32_weights_and_matching_skip_layers(tmp_path, fp32_checkpoint):
     r = run("slim/qat_train.py", "--config", str(DEMO), "--save_dir", str(tmp_path), *SMALL)
     assert r.returncode == 2 and "give --model_path" in r.stderr

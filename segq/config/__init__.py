@@ -8,11 +8,11 @@ import yaml
 from pydantic import ValidationError
 
 from .loader import ConfigError, apply_opts, deep_merge, load_yaml_with_bases
-from .quant import QuantConfig
+from .quant import DistillConfig, QuantConfig
 from .schema import Component, LossConfig, SegConfig, TestConfig
 from .validate import check_components
 
-__all__ = ["ConfigError", "Component", "LossConfig", "QuantConfig", "SegConfig", "TestConfig",
+__all__ = ["ConfigError", "Component", "DistillConfig", "LossConfig", "QuantConfig", "SegConfig", "TestConfig",
            "load_config", "validate_config", "dump_config", "deep_merge", "apply_opts",
            "load_yaml_with_bases"]
 

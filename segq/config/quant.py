@@ -19,6 +19,15 @@ ActivationQuantizeType = Literal["moving_average_abs_max"]
 QuantizableLayer = Literal["Conv2D", "Linear"]
 
 
+class DistillConfig(StrictModel):
+    """Distil the FP32 model's main logits into the fake-quant student during QAT."""
+    # kl: KL(teacher || student) of the per-pixel class distributions at ``temperature``
+    # (scaled by T^2); mse: mean squared error of the logits
+    loss: Literal["kl", "mse"] = "kl"
+    weight: float = Field(1.0, gt=0.0)
+    temperature: float = Field(1.0, gt=0.0)
+
+
 class QuantConfig(StrictModel):
     weight_quantize_type: WeightQuantizeType = "channel_wise_abs_max"
     activation_quantize_type: ActivationQuantizeType = "moving_average_abs_max"
@@ -34,3 +43,8 @@ class QuantConfig(StrictModel):
     skip_layers: list[str] = Field(default_factory=list)
     # True: the export stores INT8 weights (about 4x smaller); False: float weights
     onnx_format: bool = True
+    # fold BatchNorm into the preceding conv before inserting fake quant, so the weights
+    # quantized in training are the folded ones the deployment runs
+    fuse_conv_bn: bool = False
+    # the FP32 model as teacher during QAT (None: no distillation)
+    distill: Optional[DistillConfig] = None

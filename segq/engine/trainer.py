@@ -54,7 +54,7 @@ class Trainer:
     def train_step(self, img: paddle.Tensor, label: paddle.Tensor) -> tuple[float, list[float]]:
         self.model.train()
         logits = self.model(img)
-        loss, terms = self.loss_fn(logits, label)
+        loss, terms = self.loss_fn(logits, label, img)
         loss.backward()
         self.optimizer.step()
         self.optimizer.clear_grad()

@@ -54,8 +54,11 @@ def build_model_for(cfg: SegConfig, weights: str | None = None) -> paddle.nn.Lay
 
 
 def train(cfg: SegConfig, opts: TrainOptions, model: paddle.nn.Layer | None = None,
-          extra_hooks=()) -> TrainState:
-    """Train ``model`` (default: the config's, from ``opts.model_path`` if given)."""
+          extra_hooks=(), wrap_loss=None) -> TrainState:
+    """Train ``model`` (default: the config's, from ``opts.model_path`` if given).
+
+    ``wrap_loss`` maps the config's loss ``fn(logits, label, img) -> (loss, terms)`` to the
+    one trained with (QAT adds distillation that way)."""
     from ..data.loader import build_train_loader
 
     rank, world = _distributed()
@@ -87,8 +90,11 @@ def train(cfg: SegConfig, opts: TrainOptions, model: paddle.nn.Layer | None = No
              *extra_hooks,
              CheckpointHook(save_dir, opts.save_interval, evaluate_fn, opts.keep_checkpoint_max,
                             writer)]
-    trainer = Trainer(net, optimizer, builders.MultiOutputLoss(cfg.loss), batches, cfg.iters,
-                      hooks, state, is_main=rank == 0)
+    loss_fn = builders.MultiOutputLoss(cfg.loss)
+    if wrap_loss is not None:
+        loss_fn = wrap_loss(loss_fn)
+    trainer = Trainer(net, optimizer, loss_fn, batches, cfg.iters, hooks, state,
+                      is_main=rank == 0)
     logger.info(f"training {type(model).__name__} for {cfg.iters} iters "
                 f"(from {state.iteration}), batch {cfg.batch_size}, "
                 f"{len(train_set)} train images, OMP threads {paddle_threads()}")

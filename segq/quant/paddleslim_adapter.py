@@ -13,6 +13,7 @@ from pathlib import Path
 import paddle
 
 from ..config import QuantConfig
+from .fold_bn import fold_conv_bn
 from .select import select_skipped
 
 
@@ -27,7 +28,11 @@ class QATModel:
 
 
 def prepare_qat(model: paddle.nn.Layer, cfg: QuantConfig) -> QATModel:
-    """Insert fake-quant ops into ``model`` in place (load FP32 weights before this)."""
+    """Insert fake-quant ops into ``model`` in place (load FP32 weights before this; with
+    ``fuse_conv_bn`` their BatchNorm statistics are folded into the convs first)."""
+    if cfg.fuse_conv_bn:
+        sample = paddle.zeros([1, getattr(model, "in_channels", 3), 128, 128]) + 0.5
+        fold_conv_bn(model, sample)
     skipped = select_skipped(model, cfg.skip_layers)
     by_name = dict(model.named_sublayers())
     for name in skipped:

@@ -17,6 +17,7 @@ from ..config import QuantConfig, SegConfig, dump_config
 from ..engine.workflows import (TrainOptions, build_model_for, deploy_transforms,
                                 evaluate_model, train)
 from ..metrics import EvalResult
+from .distill import DistillationLoss
 from .paddleslim_adapter import QATModel, export_twin, prepare_qat, save_quantized
 
 logger = logging.getLogger("segq")
@@ -46,8 +47,21 @@ def qat_train(cfg: SegConfig, opts: TrainOptions):
     if not opts.model_path and not opts.resume_model:
         raise ValueError("QAT fine-tunes a trained FP32 model: give --model_path "
                          "(or --resume_model to continue a QAT run)")
-    qat = qat_model_for(cfg, fp32_weights=opts.model_path)
-    return train(cfg, dataclasses.replace(opts, model_path=None), model=qat.model)
+    quant = quant_config_of(cfg)
+    wrap_loss = None
+    if quant.distill is not None:
+        if not opts.model_path:
+            raise ValueError("quant.distill: the FP32 teacher's weights come from --model_path; "
+                             "give it also when resuming with --resume_model")
+        teacher = build_model_for(cfg, opts.model_path)
+
+        def wrap_loss(task_loss):
+            return DistillationLoss(task_loss, teacher, quant.distill)
+
+    fp32_weights = None if opts.resume_model else opts.model_path
+    qat = qat_model_for(cfg, fp32_weights=fp32_weights)
+    return train(cfg, dataclasses.replace(opts, model_path=None), model=qat.model,
+                 wrap_loss=wrap_loss)
 
 
 def qat_evaluate(cfg: SegConfig, qat_weights: str, num_workers: int = 0,
