@@ -136,3 +136,22 @@ def test_qat_export_cli_writes_a_small_int8_model_that_keeps_the_qat_miou(tmp_pa
 def test_qat_export_without_a_checkpoint_is_an_input_error(tmp_path):
     r = run("slim/qat_export.py", "--config", str(DEMO), "--save_dir", str(tmp_path), *SMALL)
     assert r.returncode == 2 and "give the QAT checkpoint" in r.stderr
+
+
+def test_compare_int8_reports_both_precisions_side_by_side(tmp_path, qat_run, fp32_checkpoint):
+    r = run("tools/compare_int8.py", "--config", str(DEMO), "--fp32_model",
+            str(fp32_checkpoint), "--model_path", str(qat_run / "iter_4/model.pdparams"),
+            "--save_dir", str(tmp_path), "--input_shape", "1", "3", "48", "64",
+            "--latency_runs", "5", "--result_json", str(tmp_path / "rows.json"), *SMALL, SKIP)
+    assert r.returncode == 0, r.stderr
+    rows = json.loads((tmp_path / "rows.json").read_text())["rows"]
+    assert [(row["stage"], row["precision"]) for row in rows] == [
+        ("dygraph", "fp32"), ("dygraph", "int8 (fake quant)"),
+        ("Paddle Inference oneDNN", "fp32"), ("Paddle Inference oneDNN", "int8")]
+    fp32_dy, qat_dy, fp32_pi, int8_pi = rows
+    assert fp32_pi["miou"] == pytest.approx(fp32_dy["miou"], abs=1e-4)
+    assert abs(int8_pi["miou"] - qat_dy["miou"]) <= 0.005
+    assert fp32_pi["speedup"] == pytest.approx(1.0)
+    assert int8_pi["speedup"] == pytest.approx(fp32_pi["latency_ms"] / int8_pi["latency_ms"])
+    assert int8_pi["size_mb"] < 0.35 * fp32_pi["size_mb"]
+    assert "| BiSeNetV2 | Paddle Inference oneDNN | int8 |" in r.stdout

@@ -1,0 +1,93 @@
+"""FP32 against QAT INT8 for one trained network, measured side by side in one run: mIoU of
+the dygraph models and of their Paddle Inference exports (oneDNN FP32 / INT8), latency at
+batch 1 and model size. The INT8/FP32 ratios come from the same run, on the same thread count.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..config import SegConfig
+from ..engine.workflows import (evaluate_checkpoint, evaluate_inference_model, export,
+                                run_environment)
+from ..export import MODEL_FILE, PARAMS_FILE
+from .qat import qat_evaluate, qat_export
+
+logger = logging.getLogger("segq")
+
+
+@dataclass(frozen=True)
+class CompareRow:
+    model: str
+    stage: str                # "dygraph" (the training-time model) or "Paddle Inference"
+    precision: str            # fp32 | int8 (fake quant, for the dygraph QAT model)
+    miou: float
+    latency_ms: float | None  # median at batch 1; None for dygraph rows
+    p90_ms: float | None
+    size_mb: float | None     # model + params files of the export
+    speedup: float | None     # against the Paddle Inference FP32 row of this run
+
+
+def _size_mb(model_dir: Path) -> float:
+    return sum((model_dir / f).stat().st_size for f in (MODEL_FILE, PARAMS_FILE)) / 2**20
+
+
+def compare_fp32_int8(cfg: SegConfig, fp32_weights: str, qat_weights: str, work_dir: str,
+                      input_shape: list[int], cpu_threads: int = 2, num_workers: int = 0,
+                      latency_runs: int = 50) -> list[CompareRow]:
+    """Evaluate and time FP32 and INT8 side by side; exports go to ``work_dir/fp32_infer``
+    and ``work_dir/int8_infer``. ``input_shape`` ``[1, C, H, W]`` is the latency input."""
+    from ..benchmark import measure_latency
+    from ..inference import PaddleInferenceModel
+
+    work = Path(work_dir)
+    name = cfg.model.type
+    logger.info("FP32 dygraph evaluation")
+    fp32 = evaluate_checkpoint(cfg, fp32_weights, num_workers)
+    logger.info("QAT (fake quant) dygraph evaluation")
+    qat = qat_evaluate(cfg, qat_weights, num_workers)
+    fp32_dir = export(cfg, fp32_weights, str(work / "fp32_infer"))
+    int8_dir = qat_export(cfg, qat_weights, str(work / "int8_infer"))
+    batch = np.random.default_rng(0).standard_normal(input_shape).astype("float32")
+    deployed = {}
+    for precision, model_dir in (("fp32", fp32_dir), ("int8", int8_dir)):
+        int8 = precision == "int8"
+        logger.info(f"Paddle Inference oneDNN {precision} evaluation and latency")
+        result = evaluate_inference_model(cfg, str(model_dir), int8=int8,
+                                          cpu_threads=cpu_threads, num_workers=num_workers)
+        runner = PaddleInferenceModel(model_dir, cpu_threads=cpu_threads, int8=int8)
+        deployed[precision] = (result, measure_latency(runner.run, batch, runs=latency_runs),
+                               _size_mb(Path(model_dir)))
+    base_ms = deployed["fp32"][1].median_ms
+    rows = [CompareRow(name, "dygraph", "fp32", fp32.miou, None, None, None, None),
+            CompareRow(name, "dygraph", "int8 (fake quant)", qat.miou, None, None, None, None)]
+    for precision, (result, lat, size) in deployed.items():
+        rows.append(CompareRow(name, "Paddle Inference oneDNN", precision, result.miou,
+                               lat.median_ms, lat.p90_ms, size, base_ms / lat.median_ms))
+    return rows
+
+
+def rows_markdown(rows: list[CompareRow], input_shape: list[int], cpu_threads: int) -> str:
+    env = run_environment()
+    fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
+    lines = ["| model | stage | precision | mIoU | latency ms (median) | p90 ms | size MB | "
+             "speed-up |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r.model} | {r.stage} | {r.precision} | {r.miou:.4f} | "
+                     f"{fmt(r.latency_ms, '.1f')} | {fmt(r.p90_ms, '.1f')} | "
+                     f"{fmt(r.size_mb, '.2f')} | {fmt(r.speedup, '.2f')} |")
+    lines += ["", f"Latency: batch 1, input {'x'.join(map(str, input_shape))}, "
+              f"{cpu_threads} threads; {env['cpu']}, {env['cores']} cores, paddle "
+              f"{env['paddle']}. Speed-up against Paddle Inference oneDNN FP32 in the same run."]
+    return "\n".join(lines)
+
+
+def write_rows(rows: list[CompareRow], path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"environment": run_environment(),
+                                "rows": [asdict(r) for r in rows]}, indent=2))
