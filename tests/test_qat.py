@@ -32,7 +32,7 @@ def fp32_checkpoint(tmp_path_factory):
 
 
 QAT_COMMON = ["--config", str(DEMO), "--iters", "4", "--save_interval", "2",
-              "--learning_rate", "0.001", "--seed", "3"]
+              "--learning_rate", "0.001", "--seed", "3", "--do_eval"]
 SKIP = "quant.skip_layers=[head.conv_1x1]"
 
 
@@ -142,7 +142,8 @@ def test_compare_int8_reports_both_precisions_side_by_side(tmp_path, qat_run, fp
     r = run("tools/compare_int8.py", "--config", str(DEMO), "--fp32_model",
             str(fp32_checkpoint), "--model_path", str(qat_run / "iter_4/model.pdparams"),
             "--save_dir", str(tmp_path), "--input_shape", "1", "3", "48", "64",
-            "--latency_runs", "5", "--result_json", str(tmp_path / "rows.json"), *SMALL, SKIP)
+            "--latency_runs", "5", "--result_json", str(tmp_path / "rows.json"),
+            "--out", str(tmp_path / "results.md"), *SMALL, SKIP)
     assert r.returncode == 0, r.stderr
     rows = json.loads((tmp_path / "rows.json").read_text())["rows"]
     assert [(row["stage"], row["precision"]) for row in rows] == [
@@ -155,3 +156,6 @@ def test_compare_int8_reports_both_precisions_side_by_side(tmp_path, qat_run, fp
     assert int8_pi["speedup"] == pytest.approx(fp32_pi["latency_ms"] / int8_pi["latency_ms"])
     assert int8_pi["size_mb"] < 0.35 * fp32_pi["size_mb"]
     assert "| BiSeNetV2 | Paddle Inference oneDNN | int8 |" in r.stdout
+    section = (tmp_path / "results.md").read_text()
+    assert "QAT: 4 iterations (checkpoint at iter 4), wall time" in section
+    assert "table written by: `python tools/compare_int8.py --config" in section

@@ -2,7 +2,7 @@
 latency at batch 1, size and speed-up; prints a Markdown table:
 python tools/compare_int8.py --config C --fp32_model output_fp32/best_model/model.pdparams
     --model_path output_quant/best_model/model.pdparams --save_dir output_compare
-    [--input_shape 1 3 360 480] [--cpu_threads 2] [--result_json F]"""
+    --input_shape 1 3 360 480 [--cpu_threads 2] [--result_json F] [--out docs/results.md --title T]"""
 from segq.cli import build_parser, config_opts, run_cli, set_default_threads
 
 set_default_threads()
@@ -16,9 +16,15 @@ def main(argv=None):
                    metavar=("N", "C", "H", "W"), help="latency input, e.g. 1 3 360 480")
     p.add_argument("--cpu_threads", type=int, default=2)
     p.add_argument("--latency_runs", type=int, default=50)
+    p.add_argument("--out", default=None, help="append the table as a Markdown section here")
+    p.add_argument("--title", default=None, help="the section's title (with --out)")
     args = p.parse_args(argv)
     from segq.config import load_config
-    from segq.quant.compare import compare_fp32_int8, rows_markdown, write_rows
+    import shlex
+    import sys
+
+    from segq.quant.compare import (compare_fp32_int8, qat_run_summary, rows_markdown,
+                                    write_rows)
 
     if not args.model_path:
         raise ValueError("--model_path: give the QAT checkpoint")
@@ -26,9 +32,19 @@ def main(argv=None):
     rows = compare_fp32_int8(cfg, args.fp32_model, args.model_path, args.save_dir,
                              args.input_shape, args.cpu_threads, args.num_workers,
                              args.latency_runs)
-    print(rows_markdown(rows, args.input_shape, args.cpu_threads))
+    table = rows_markdown(rows, args.input_shape, args.cpu_threads)
+    print(table)
     if args.result_json:
         write_rows(rows, args.result_json)
+    if args.out:
+        command = "python tools/compare_int8.py " + " ".join(map(shlex.quote, sys.argv[1:]))
+        summary = qat_run_summary(args.model_path)
+        section = [f"## {args.title or cfg.model.type + ': FP32 against QAT INT8'}", "",
+                   f"- table written by: `{command}`"]
+        if summary:
+            section.append(f"- {summary}")
+        with open(args.out, "a", encoding="utf-8") as f:
+            f.write("\n".join(section) + "\n\n" + table + "\n\n")
 
 
 if __name__ == "__main__":

@@ -91,3 +91,19 @@ def write_rows(rows: list[CompareRow], path: str | Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"environment": run_environment(),
                                 "rows": [asdict(r) for r in rows]}, indent=2))
+
+
+def qat_run_summary(qat_weights: str | Path) -> str | None:
+    """"QAT: N iterations (best at iter K), wall time M min" for a checkpoint inside a
+    training run directory (``run/best_model/model.pdparams``), or None."""
+    ckpt = Path(qat_weights).parent
+    run = ckpt.parent
+    iters = [d for d in run.glob("iter_*") if d.name[5:].isdigit() and (d / "state.json").is_file()]
+    if not (ckpt / "state.json").is_file() or not iters:
+        return None
+    best = json.loads((ckpt / "state.json").read_text())
+    last = json.loads((max(iters, key=lambda d: int(d.name[5:])) / "state.json").read_text())
+    wall = last.get("extra", {}).get("wall_time_s")
+    return (f"QAT: {last['iteration']} iterations (checkpoint at iter {best['iteration']}), "
+            f"wall time {wall / 60:.1f} min including evaluations" if wall else
+            f"QAT: {last['iteration']} iterations (checkpoint at iter {best['iteration']})")
