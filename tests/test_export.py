@@ -12,20 +12,9 @@ from segq import export as export_mod
 from segq.export import argmax_channels, export_inference_model
 from segq.inference import PaddleInferenceModel
 from segq.registry import MODELS
-from zoo import build_test_model
+from zoo import build_test_model, trained_like
 
 NUM_CLASSES = 5
-
-
-def trained_like(name):
-    """A model with non-trivial BatchNorm statistics, in eval mode."""
-    model = build_test_model(name, NUM_CLASSES)
-    model.train()
-    with paddle.no_grad():
-        for _ in range(2):
-            model(paddle.randn([2, 3, 64, 96]) * 2.0 + 0.5)
-    model.eval()
-    return model
 
 
 def dygraph_logits(model, x):
@@ -35,7 +24,7 @@ def dygraph_logits(model, x):
 
 @pytest.fixture(scope="module", params=MODELS.names())
 def model(request):
-    return trained_like(request.param)
+    return trained_like(request.param, NUM_CLASSES)
 
 
 def test_argmax_at_fixed_shape_matches_dygraph(model, tmp_path):
@@ -130,7 +119,7 @@ def test_nn_sigmoid_fails_under_the_legacy_exporter_but_segq_sigmoid_exports(tmp
 
 
 def test_export_restores_training_mode_and_keeps_other_files(tmp_path):
-    model = trained_like(MODELS.names()[0])
+    model = trained_like(MODELS.names()[0], NUM_CLASSES)
     model.train()
     out_dir = tmp_path / "out"
     out_dir.mkdir()
@@ -208,7 +197,7 @@ def test_paddle_matmul_still_fails_under_the_legacy_exporter_but_legacy_ops_matm
 def test_danet_attention_paths_export(tmp_path):
     """The parametrized export tests see DANet with gamma = 0 (its init), where both attention
     products are multiplied away; here they count."""
-    model = trained_like("DANet")
+    model = trained_like("DANet", NUM_CLASSES)
     model.head.pam.gamma.set_value(paddle.to_tensor([0.5]))
     model.head.cam.gamma.set_value(paddle.to_tensor([0.05]))
     rng = np.random.default_rng(3)

@@ -10,7 +10,7 @@ from segq.quant.exported_ops import weight_ops
 from segq.quant.paddleslim_adapter import prepare_qat
 from segq.quant.qat import export_qat_model
 from segq.registry import MODELS
-from tests.zoo import build_test_model
+from tests.zoo import build_test_model, trained_like
 
 DEMO = "configs/demo/bisenetv2_synthetic_96x128_300.yml"
 SHAPE = [2, 3, 64, 96]
@@ -25,14 +25,7 @@ def calibrated_qat(name, quant: QuantConfig):
     """A zoo model as QAT sees one: BatchNorm statistics from a few float batches, then fake
     quant whose activation scales have seen a few more batches with BatchNorm frozen (so the
     scales and the statistics agree, as after fine-tuning a trained model), in eval mode."""
-    model = build_test_model(name, num_classes=5)
-    model.train()
-    paddle.seed(1)
-    with paddle.no_grad():
-        for _ in range(4):
-            model(paddle.randn(SHAPE))
-    model.eval()
-    qat = prepare_qat(model, quant)
+    qat = prepare_qat(trained_like(name, 5, SHAPE, passes=4), quant)
     qat.model.train()
     for layer in qat.model.sublayers():
         if isinstance(layer, paddle.nn.BatchNorm2D):

@@ -7,22 +7,12 @@ from segq.config import DistillConfig
 from segq.quant.distill import DistillationLoss, distill_term
 from segq.quant.fold_bn import conv_bn_pairs, fold_conv_bn
 from segq.registry import MODELS
-from tests.zoo import build_test_model
-
-
-def bn_statistics_model(name):
-    model = build_test_model(name, num_classes=5)
-    model.train()
-    with paddle.no_grad():
-        for _ in range(2):
-            model(paddle.randn([2, 3, 64, 96]) * 2.0 + 0.5)
-    model.eval()
-    return model
+from tests.zoo import build_test_model, trained_like
 
 
 @pytest.mark.parametrize("name", MODELS.names())
 def test_folding_removes_the_inference_path_batchnorms_and_keeps_the_output(name):
-    model = bn_statistics_model(name)
+    model = trained_like(name, 5)
     x = paddle.randn([1, 3, 64, 96])
     with paddle.no_grad():
         before = model(x)[0].numpy()

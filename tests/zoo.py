@@ -67,3 +67,16 @@ def build_test_model(name: str, num_classes: int, seed: int | None = 0, **overri
     if isinstance(spec.get("backbone"), dict):
         spec["backbone"] = BACKBONES.build(spec["backbone"])
     return MODELS.build(spec, num_classes=num_classes)
+
+
+def trained_like(name: str, num_classes: int, shape=(2, 3, 64, 96), passes: int = 2,
+                 seed: int | None = 0):
+    """``build_test_model`` with non-trivial BatchNorm statistics (``passes`` train-mode
+    forwards of random batches), returned in eval mode."""
+    model = build_test_model(name, num_classes, seed=seed)
+    model.train()
+    with paddle.no_grad():
+        for _ in range(passes):
+            model(paddle.randn(list(shape)) * 2.0 + 0.5)
+    model.eval()
+    return model
