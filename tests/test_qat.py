@@ -145,7 +145,10 @@ def test_compare_int8_reports_both_precisions_side_by_side(tmp_path, qat_run, fp
             "--latency_runs", "5", "--result_json", str(tmp_path / "rows.json"),
             "--out", str(tmp_path / "results.md"), *SMALL, SKIP)
     assert r.returncode == 0, r.stderr
-    rows = json.loads((tmp_path / "rows.json").read_text())["rows"]
+    report = json.loads((tmp_path / "rows.json").read_text())
+    assert report["model_config"]["type"] == "BiSeNetV2"
+    assert report["command"].startswith("python tools/compare_int8.py --config")
+    rows = report["rows"]
     assert [(row["stage"], row["precision"]) for row in rows] == [
         ("dygraph", "fp32"), ("dygraph", "int8 (fake quant)"),
         ("Paddle Inference oneDNN", "fp32"), ("Paddle Inference oneDNN", "int8")]

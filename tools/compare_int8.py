@@ -34,10 +34,11 @@ def main(argv=None):
                              args.latency_runs)
     table = rows_markdown(rows, args.input_shape, args.cpu_threads)
     print(table)
+    command = "python tools/compare_int8.py " + " ".join(
+        map(shlex.quote, sys.argv[1:] if argv is None else argv))
     if args.result_json:
-        write_rows(rows, args.result_json)
+        write_rows(rows, args.result_json, cfg, command)
     if args.out:
-        command = "python tools/compare_int8.py " + " ".join(map(shlex.quote, sys.argv[1:]))
         summary = qat_run_summary(args.model_path)
         section = [f"## {args.title or cfg.model.type + ': FP32 against QAT INT8'}", "",
                    f"- table written by: `{command}`"]

@@ -7,8 +7,9 @@ network, from its CamVid config, written as Markdown + CSV + JSON:
 Weights are random (latency and FLOPs do not depend on them). FLOPs are paddle.flops' count
 at batch 1 (multiply-accumulates of convs/linears plus the other ops it counts). Latency is
 batch 1 at 360x480 (CamVid), exported with a fixed input shape, median and p90 of ``--runs``
-timed runs after ``--warmup`` untimed ones. The columns that later work fills (FP32/INT8
-mIoU, INT8 latency) are read from ``--miou_json`` when given.
+timed runs after ``--warmup`` untimed ones. The FP32/INT8 mIoU and INT8 latency columns come
+from the JSON files ``tools/compare_int8.py --result_json`` writes (``--results``), matched to
+a zoo config by the model section.
 """
 import argparse
 import csv
@@ -43,6 +44,21 @@ def fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) and value < 1 else str(value)
 
 
+def measured_columns(measured: list[dict], model_section: dict) -> dict:
+    """fp32_miou / int8_miou / int8_ms of the comparison run whose model section is this
+    config's (the FP32 dygraph and the Paddle Inference INT8 rows)."""
+    model_section = json.loads(json.dumps(model_section))  # tuples -> lists, as in the files
+    for run in measured:
+        if run.get("model_config") != model_section:
+            continue
+        rows = {(r["stage"], r["precision"]): r for r in run["rows"]}
+        int8 = rows.get(("Paddle Inference oneDNN", "int8"), {})
+        return {"fp32_miou": rows.get(("dygraph", "fp32"), {}).get("miou"),
+                "int8_miou": int8.get("miou"),
+                "int8_ms": round(int8["latency_ms"], 1) if "latency_ms" in int8 else None}
+    return {}
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--configs", nargs="+", default=["configs/*/*_camvid_*.yml"])
@@ -50,8 +66,8 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--runs", type=int, default=50)
-    p.add_argument("--miou_json", default=None,
-                   help="JSON {config path: {fp32_miou, int8_miou, int8_ms}} to fill those columns")
+    p.add_argument("--results", nargs="+", default=["docs/results/*.json"],
+                   help="tools/compare_int8.py JSON files that fill the mIoU / INT8 columns")
     args = p.parse_args(argv)
 
     import paddle
@@ -66,7 +82,8 @@ def main(argv=None):
     paths = sorted({f for pattern in args.configs for f in glob.glob(pattern)})
     if not paths:
         raise SystemExit(f"no config matches {args.configs}")
-    extra = json.loads(Path(args.miou_json).read_text()) if args.miou_json else {}
+    measured = [json.loads(Path(f).read_text())
+                for pattern in args.results for f in sorted(glob.glob(pattern))]
     rows = []
     for path in tqdm(paths, desc="models"):
         cfg = load_config(path)
@@ -81,7 +98,7 @@ def main(argv=None):
             batch = np.random.default_rng(0).normal(size=(1, 3, 360, 480)).astype("float32")
             lat = measure_latency(runner.run, batch, args.warmup, args.runs)
         arch, backbone = describe(cfg)
-        known = extra.get(path, {})
+        known = measured_columns(measured, cfg.model.to_dict())
         rows.append({"model": arch, "backbone": backbone, "config": path,
                      "params_m": round(params / 1e6, 2),
                      "gflops_512x512": round(flops[(512, 512)], 2),
@@ -107,8 +124,10 @@ def main(argv=None):
         f"({env['cores']} cores), {args.threads} threads, paddle {env['paddle']}.",
         "Latency: Paddle Inference FP32 with oneDNN, batch 1, 1x3x360x480 input, median (p90) "
         f"of {args.runs} runs after {args.warmup} warm-up runs; random weights.",
-        "GFLOPs: `paddle.flops` at batch 1. mIoU columns: CamVid val (101 images, 360x480), "
-        "filled in when a model has been trained (see docs/results.md).",
+        "GFLOPs: `paddle.flops` at batch 1. mIoU columns: CamVid val (101 images, 360x480) of "
+        "the trained FP32 model and of its QAT INT8 export under Paddle Inference; INT8 ms is "
+        "measured beside its own FP32 in that comparison run (docs/results.md, "
+        "docs/results/*.json).",
         "",
         "| model | backbone | params (M) | GFLOPs 512x512 | GFLOPs 360x480 | FP32 ms | "
         "FP32 mIoU | INT8 mIoU | INT8 ms | config |",

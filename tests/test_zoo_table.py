@@ -1,0 +1,24 @@
+"""tools/model_zoo_table.py fills a zoo row's mIoU / INT8 columns from the comparison run of
+the same model section, and from no other."""
+from tools.model_zoo_table import measured_columns
+
+
+def comparison(model_config):
+    rows = [("dygraph", "fp32", 0.57, None), ("dygraph", "int8 (fake quant)", 0.568, None),
+            ("Paddle Inference oneDNN", "fp32", 0.57, 54.0),
+            ("Paddle Inference oneDNN", "int8", 0.567, 27.04)]
+    return {"model_config": model_config,
+            "rows": [{"stage": s, "precision": p, "miou": m, "latency_ms": ms}
+                     for s, p, m, ms in rows]}
+
+
+def test_columns_come_from_the_run_of_the_same_model_section():
+    bisenet = {"type": "BiSeNetV2"}
+    lite = {"type": "PPLiteSeg", "backbone": {"type": "STDC1"}, "arm_out_chs": (32, 64, 128)}
+    runs = [comparison(bisenet), comparison(
+        {"type": "PPLiteSeg", "backbone": {"type": "STDC2"}, "arm_out_chs": [32, 64, 128]})]
+    assert measured_columns(runs, bisenet) == {"fp32_miou": 0.57, "int8_miou": 0.567,
+                                               "int8_ms": 27.0}
+    assert measured_columns(runs, lite) == {}  # STDC1 was not measured
+    runs.append(comparison({**lite, "arm_out_chs": [32, 64, 128]}))
+    assert measured_columns(runs, lite)["int8_miou"] == 0.567  # tuples match lists
