@@ -34,6 +34,18 @@ def model_files(model_dir: str | os.PathLike) -> tuple[Path, Path]:
     return paths
 
 
+def run_predictor(predictor, batch: np.ndarray) -> np.ndarray:
+    """Feed ``batch`` to a Paddle predictor's first input and return its first output."""
+    batch = np.ascontiguousarray(batch, dtype=np.float32)
+    if batch.ndim != 4:
+        raise ValueError(f"batch must be [N, C, H, W], got shape {batch.shape}")
+    handle = predictor.get_input_handle(predictor.get_input_names()[0])
+    handle.reshape(list(batch.shape))
+    handle.copy_from_cpu(batch)
+    predictor.run()
+    return predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+
+
 class PaddleInferenceModel:
     """A CPU predictor over an exported model directory.
 
@@ -69,11 +81,4 @@ class PaddleInferenceModel:
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Run one ``[N, C, H, W]`` float32 batch and return the first output."""
-        batch = np.ascontiguousarray(batch, dtype=np.float32)
-        if batch.ndim != 4:
-            raise ValueError(f"batch must be [N, C, H, W], got shape {batch.shape}")
-        handle = self._predictor.get_input_handle(self.input_names[0])
-        handle.reshape(list(batch.shape))
-        handle.copy_from_cpu(batch)
-        self._predictor.run()
-        return self._predictor.get_output_handle(self.output_names[0]).copy_to_cpu()
+        return run_predictor(self._predictor, batch)

@@ -166,24 +166,11 @@ def export(cfg: SegConfig, model_path: str | None, save_dir: str,
 def inference_model_predictor(runner):
     """``sample -> label map`` for an exported model run by ``runner.run(batch)``; handles
     argmax outputs (``[N, H, W]``) and logits/probabilities (``[N, C, H, W]``)."""
-    import cv2
-    import numpy as np
-
-    from .predict import restore_original_size
+    from ..deploy.postprocess import label_map
 
     def predict(sample: dict):
         out = runner.run(sample["img"][None])
-        trans_info = sample.get("trans_info") or []
-        if out.ndim == 4:
-            logits = restore_original_size(paddle.to_tensor(out), trans_info)
-            return paddle.argmax(logits, axis=1).numpy()[0]
-        pred = out[0].astype(np.int32)
-        for op, (h, w) in reversed(list(trans_info)):
-            if op == "resize":
-                pred = cv2.resize(pred, (int(w), int(h)), interpolation=cv2.INTER_NEAREST)
-            else:
-                pred = pred[:int(h), :int(w)]
-        return pred
+        return label_map(out[0], sample.get("trans_info"))
 
     return predict
 

@@ -1,0 +1,52 @@
+"""Predict masks with an exported model under Paddle Inference (as PaddleSeg's
+deploy/python/infer.py): writes <name>_mask.png (palette PNG) and <name>_overlay.png per image.
+python deploy/python/infer.py --config EXPORT_DIR/deploy.yaml --image_path IMG_OR_DIR
+    [--save_dir D] [--device cpu|gpu] [--precision fp32|fp16|int8] [--cpu_threads N]
+    [--batch_size N] [--trt_shape_file F] [--min_subgraph_size N]"""
+import argparse
+
+from segq.cli import run_cli, set_default_threads
+
+set_default_threads()
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    # Not segq.cli.build_parser: there --config is a segq training config, here it is the
+    # export's deploy.yaml, as in PaddleSeg.
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="the export's deploy.yaml (or its directory)")
+    p.add_argument("--image_path", required=True, help="an image or a directory of images")
+    p.add_argument("--save_dir", default="output/result")
+    p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
+    p.add_argument("--cpu_threads", type=int, default=2)
+    p.add_argument("--batch_size", type=int, default=1)
+    p.add_argument("--trt_shape_file", default=None,
+                   help="gpu: TensorRT shape ranges, collected on the first run and reused")
+    p.add_argument("--min_subgraph_size", type=int, default=3,
+                   help="gpu: the fewest ops a TensorRT subgraph needs")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    from pathlib import Path
+
+    from segq.deploy import Predictor, PredictorOptions, save_masks
+    from segq.engine.visualize import list_images
+
+    options = PredictorOptions(device=args.device, precision=args.precision,
+                               cpu_threads=args.cpu_threads, batch_size=args.batch_size,
+                               trt_shape_file=args.trt_shape_file,
+                               min_subgraph_size=args.min_subgraph_size)
+    images = list_images(args.image_path)
+    predictor = Predictor(args.config, options)
+    root = Path(args.image_path) if Path(args.image_path).is_dir() else None
+    written = save_masks(predictor.predict_files(images), args.save_dir, image_root=root)
+    print(f"[INFER] Paddle Inference {args.device} {args.precision}: {len(images)} images, "
+          f"{len(written)} masks and overlays in {args.save_dir}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))

@@ -1,0 +1,61 @@
+"""Write predictions as palette PNG masks and colour overlays."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from ..engine.visualize import color_map, colorize
+from .predictor import Prediction
+
+PALETTE_SIZE = 256   # a palette PNG holds 8-bit indices
+OVERLAY_ALPHA = 0.5  # as segq.engine.visualize.predict_images blends
+
+
+def _stem_for(path: Path | None, index: int, image_root: Path | None) -> Path:
+    """``<sub/dirs>/<name>`` relative to ``image_root`` (so equal names in different
+    folders do not overwrite each other); ``image_<index>`` for in-memory images."""
+    if path is None:
+        return Path(f"image_{index}")
+    if image_root is not None:
+        try:
+            return path.relative_to(image_root).with_suffix("")
+        except ValueError:
+            pass
+    return Path(path.stem)
+
+
+def save_masks(predictions: Iterable[Prediction], save_dir: str | os.PathLike,
+               image_root: str | os.PathLike | None = None) -> list[Path]:
+    """For each prediction write ``<stem>_mask.png`` (palette PNG: pixel values are the class
+    ids, colours the VOC palette) and ``<stem>_overlay.png`` (the image blended half and half
+    with the colours); returns the files written."""
+    save_dir = Path(save_dir)
+    root = Path(image_root) if image_root is not None else None
+    palette = color_map(PALETTE_SIZE).reshape(-1).tolist()
+    written = []
+    for i, pred in enumerate(predictions):
+        labels = pred.label_map
+        if labels.size and (labels.min() < 0 or labels.max() >= PALETTE_SIZE):
+            raise ValueError(f"{pred.path or f'image {i}'}: class ids "
+                             f"{int(labels.min())}..{int(labels.max())} do not fit a "
+                             f"{PALETTE_SIZE}-colour palette PNG")
+        stem = save_dir / _stem_for(pred.path, i, root)
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        mask_path = stem.parent / f"{stem.name}_mask.png"
+        mask = Image.fromarray(labels.astype(np.uint8))  # 2-D uint8 -> mode "L"
+        mask.putpalette(palette)  # turns the "L" image into a "P" (palette) image
+        mask.save(mask_path)
+        overlay = cv2.addWeighted(pred.image, 1 - OVERLAY_ALPHA,
+                                  colorize(labels, PALETTE_SIZE), OVERLAY_ALPHA, 0)
+        overlay_path = stem.parent / f"{stem.name}_overlay.png"
+        ok, buf = cv2.imencode(".png", cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise RuntimeError(f"OpenCV could not encode the overlay for {overlay_path}")
+        buf.tofile(str(overlay_path))  # tofile, not imwrite: non-ASCII paths work
+        written += [mask_path, overlay_path]
+    return written
