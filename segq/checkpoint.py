@@ -174,6 +174,14 @@ def copy_checkpoint(src: str | Path, target: str | Path) -> Path:
     return target
 
 
+def iteration_checkpoints(run_dir: str | Path) -> list[Path]:
+    """The ``iter_N`` checkpoint dirs of a training run, oldest first (``iter_N.tmp`` dirs of
+    an unfinished write are not checkpoints)."""
+    return sorted((p for p in Path(run_dir).glob("iter_*")
+                   if p.is_dir() and p.name[5:].isdigit()),
+                  key=lambda p: int(p.name[5:]))
+
+
 def seed_everything(seed: int) -> None:
     np.random.seed(seed)
     paddle.seed(seed)

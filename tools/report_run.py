@@ -32,14 +32,17 @@ def main(argv=None):
     p.add_argument("--out", default=None, help="append the section to this file")
     p.add_argument("--opts", nargs="+", default=[])
     args = p.parse_args(argv)
+    from segq.checkpoint import iteration_checkpoints
     from segq.config import load_config
     from segq.engine.workflows import evaluate_checkpoint, paddle_threads, run_environment
 
     run = Path(args.run_dir)
     cfg = load_config(run / "config.yml", args.opts)
     state = json.loads((run / "best_model/state.json").read_text())
-    last = max((d for d in run.glob("iter_*") if d.name[5:].isdigit()),
-               key=lambda d: int(d.name[5:]))
+    checkpoints = iteration_checkpoints(run)
+    if not checkpoints:
+        raise SystemExit(f"{run}: no iter_N checkpoint (expected a training run directory)")
+    last = checkpoints[-1]
     last_state = json.loads((last / "state.json").read_text())
     # runs record their environment; for older runs fall back to this machine's, said so
     here = run_environment()

@@ -8,7 +8,7 @@ from collections import deque
 from pathlib import Path
 from typing import Callable
 
-from ..checkpoint import copy_checkpoint, save_checkpoint
+from ..checkpoint import copy_checkpoint, iteration_checkpoints, save_checkpoint
 from ..metrics import EvalResult
 from .trainer import Hook, StepOutput, Trainer
 
@@ -101,10 +101,7 @@ class CheckpointHook(Hook):
         self._prune()
 
     def _prune(self) -> None:
-        ckpts = sorted((p for p in self.save_dir.glob("iter_*")
-                        if p.is_dir() and p.name[5:].isdigit()),
-                       key=lambda p: int(p.name[5:]))
-        for old in ckpts[:-self.keep]:
+        for old in iteration_checkpoints(self.save_dir)[:-self.keep]:
             shutil.rmtree(old, ignore_errors=True)
 
 
