@@ -136,7 +136,7 @@ def export_inference_model(model: nn.Layer, save_dir: str | os.PathLike,
     """Export ``model`` to ``save_dir`` as ``model.pdmodel``/``model.pdiparams`` (legacy
     format) plus ``deploy.yaml``; returns ``save_dir`` as a Path.
 
-    ``saver`` writes the model files (the quantized export passes PaddleSlim's);
+    ``saver`` writes the model files (the quantized export passes Paddle's quantized saver);
     ``extra_info`` adds top-level sections to ``deploy.yaml`` beside ``Deploy``.
 
     The model is traced in eval mode and put back into the mode it was in. Files are written

@@ -150,17 +150,25 @@ def deploy_transforms(cfg: SegConfig) -> list[dict]:
     return [{"type": "Normalize"}]
 
 
+def export_model(cfg: SegConfig, model: paddle.nn.Layer, save_dir: str,
+                 input_shape: list[int] | None = None, with_softmax: bool = False,
+                 without_argmax: bool = False, **save_options) -> Path:
+    """Export ``model`` with the config's deploy transforms and write the resolved config
+    beside it; ``save_options`` (``saver``, ``extra_info``) go to ``export_inference_model``."""
+    from ..export import export_inference_model
+
+    out = export_inference_model(model, save_dir, input_shape=input_shape,
+                                 with_softmax=with_softmax, without_argmax=without_argmax,
+                                 deploy_transforms=deploy_transforms(cfg), **save_options)
+    dump_config(cfg, Path(out) / "config.yml")
+    return Path(out)
+
+
 def export(cfg: SegConfig, model_path: str | None, save_dir: str,
            input_shape: list[int] | None = None, with_softmax: bool = False,
            without_argmax: bool = False) -> Path:
-    from ..export import export_inference_model
-
-    model = build_model_for(cfg, model_path)
-    out = export_inference_model(model, save_dir, input_shape=input_shape,
-                                 with_softmax=with_softmax, without_argmax=without_argmax,
-                                 deploy_transforms=deploy_transforms(cfg))
-    dump_config(cfg, Path(out) / "config.yml")
-    return Path(out)
+    return export_model(cfg, build_model_for(cfg, model_path), save_dir, input_shape,
+                        with_softmax, without_argmax)
 
 
 def inference_model_predictor(runner):
@@ -175,17 +183,24 @@ def inference_model_predictor(runner):
     return predict
 
 
-def evaluate_inference_model(cfg: SegConfig, model_dir: str, int8: bool = False,
-                             cpu_threads: int = 2, num_workers: int = 0,
-                             result_json: str | None = None) -> EvalResult:
-    """mIoU of an exported model under Paddle Inference (oneDNN) on the val dataset."""
-    from ..inference import PaddleInferenceModel
+def evaluate_runner(cfg: SegConfig, runner, num_workers: int = 0,
+                    result_json: str | None = None) -> EvalResult:
+    """mIoU on the val dataset of an exported model run by ``runner.run(batch)``."""
     from .evaluator import evaluate_with
 
-    runner = PaddleInferenceModel(model_dir, use_mkldnn=True, cpu_threads=cpu_threads,
-                                  int8=int8)
     dataset = builders.build_dataset(cfg.val_dataset, "val_dataset")
     result = evaluate_with(inference_model_predictor(runner), dataset, num_workers)
     if result_json:
         result.write_json(result_json)
     return result
+
+
+def evaluate_inference_model(cfg: SegConfig, model_dir: str, int8: bool = False,
+                             cpu_threads: int = 2, num_workers: int = 0,
+                             result_json: str | None = None) -> EvalResult:
+    """mIoU of an exported model under Paddle Inference (oneDNN) on the val dataset."""
+    from ..inference import PaddleInferenceModel
+
+    runner = PaddleInferenceModel(model_dir, use_mkldnn=True, cpu_threads=cpu_threads,
+                                  int8=int8)
+    return evaluate_runner(cfg, runner, num_workers, result_json)

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checkpoint import iteration_checkpoints
 from ..config import SegConfig
-from ..engine.workflows import (evaluate_checkpoint, evaluate_inference_model, export,
-                                run_environment)
+from ..engine.workflows import (build_model_for, evaluate_model, evaluate_runner,
+                                export_model, run_environment)
 from ..export import MODEL_FILE, PARAMS_FILE
-from .qat import qat_evaluate, qat_export
+from .qat import export_qat_model, qat_model_for
 
 logger = logging.getLogger("segq")
 
@@ -46,25 +47,28 @@ def compare_fp32_int8(cfg: SegConfig, fp32_weights: str, qat_weights: str, work_
 
     work = Path(work_dir)
     name = cfg.model.type
+    # each model is built once, evaluated in dygraph, then exported
+    fp32_model = build_model_for(cfg, fp32_weights)
+    qat = qat_model_for(cfg, qat_weights=qat_weights)
     logger.info("FP32 dygraph evaluation")
-    fp32 = evaluate_checkpoint(cfg, fp32_weights, num_workers)
+    fp32 = evaluate_model(cfg, fp32_model, num_workers)
     logger.info("QAT (fake quant) dygraph evaluation")
-    qat = qat_evaluate(cfg, qat_weights, num_workers)
-    fp32_dir = export(cfg, fp32_weights, str(work / "fp32_infer"))
-    int8_dir = qat_export(cfg, qat_weights, str(work / "int8_infer"))
+    qat_result = evaluate_model(cfg, qat.model, num_workers)
+    fp32_dir = export_model(cfg, fp32_model, str(work / "fp32_infer"))
+    int8_dir = export_qat_model(cfg, qat, str(work / "int8_infer"))
     batch = np.random.default_rng(0).standard_normal(input_shape).astype("float32")
     deployed = {}
     for precision, model_dir in (("fp32", fp32_dir), ("int8", int8_dir)):
         int8 = precision == "int8"
         logger.info(f"Paddle Inference oneDNN {precision} evaluation and latency")
-        result = evaluate_inference_model(cfg, str(model_dir), int8=int8,
-                                          cpu_threads=cpu_threads, num_workers=num_workers)
         runner = PaddleInferenceModel(model_dir, cpu_threads=cpu_threads, int8=int8)
-        deployed[precision] = (result, measure_latency(runner.run, batch, runs=latency_runs),
+        deployed[precision] = (evaluate_runner(cfg, runner, num_workers),
+                               measure_latency(runner.run, batch, runs=latency_runs),
                                _size_mb(Path(model_dir)))
     base_ms = deployed["fp32"][1].median_ms
     rows = [CompareRow(name, "dygraph", "fp32", fp32.miou, None, None, None, None),
-            CompareRow(name, "dygraph", "int8 (fake quant)", qat.miou, None, None, None, None)]
+            CompareRow(name, "dygraph", "int8 (fake quant)", qat_result.miou, None, None, None,
+                       None)]
     for precision, (result, lat, size) in deployed.items():
         rows.append(CompareRow(name, "Paddle Inference oneDNN", precision, result.miou,
                                lat.median_ms, lat.p90_ms, size, base_ms / lat.median_ms))
@@ -102,12 +106,11 @@ def qat_run_summary(qat_weights: str | Path) -> str | None:
     """"QAT: N iterations (best at iter K), wall time M min" for a checkpoint inside a
     training run directory (``run/best_model/model.pdparams``), or None."""
     ckpt = Path(qat_weights).parent
-    run = ckpt.parent
-    iters = [d for d in run.glob("iter_*") if d.name[5:].isdigit() and (d / "state.json").is_file()]
-    if not (ckpt / "state.json").is_file() or not iters:
+    checkpoints = iteration_checkpoints(ckpt.parent)
+    if not (ckpt / "state.json").is_file() or not checkpoints:
         return None
     best = json.loads((ckpt / "state.json").read_text())
-    last = json.loads((max(iters, key=lambda d: int(d.name[5:])) / "state.json").read_text())
+    last = json.loads((checkpoints[-1] / "state.json").read_text())
     wall = last.get("extra", {}).get("wall_time_s")
     return (f"QAT: {last['iteration']} iterations (checkpoint at iter {best['iteration']}), "
             f"wall time {wall / 60:.1f} min including evaluations" if wall else

@@ -13,9 +13,9 @@ import logging
 from pathlib import Path
 
 from ..checkpoint import load_weights
-from ..config import QuantConfig, SegConfig, dump_config
-from ..engine.workflows import (TrainOptions, build_model_for, deploy_transforms,
-                                evaluate_model, train)
+from ..config import QuantConfig, SegConfig
+from ..engine.workflows import (TrainOptions, build_model_for, evaluate_model, export_model,
+                                train)
 from ..metrics import EvalResult
 from .distill import DistillationLoss
 from .paddleslim_adapter import QATModel, export_twin, prepare_qat, save_quantized
@@ -82,16 +82,10 @@ def export_qat_model(cfg: SegConfig, qat: QATModel, save_dir: str,
                      without_argmax: bool = False) -> Path:
     """Write ``qat`` as a legacy Paddle Inference INT8 model plus deploy.yaml (with a
     ``Quant`` section) and the resolved config."""
-    from ..export import export_inference_model
-
     qat = export_twin(qat)
-    out = export_inference_model(qat.model, save_dir, input_shape=input_shape,
-                                 with_softmax=with_softmax, without_argmax=without_argmax,
-                                 deploy_transforms=deploy_transforms(cfg),
-                                 saver=functools.partial(save_quantized, qat),
-                                 extra_info={"Quant": quant_info(qat)})
-    dump_config(cfg, out / "config.yml")
-    return out
+    return export_model(cfg, qat.model, save_dir, input_shape, with_softmax, without_argmax,
+                        saver=functools.partial(save_quantized, qat),
+                        extra_info={"Quant": quant_info(qat)})
 
 
 def qat_export(cfg: SegConfig, qat_weights: str, save_dir: str,
