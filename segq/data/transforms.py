@@ -133,6 +133,16 @@ def build_transforms(specs: Iterable[Any] | Compose | None, **defaults: Any) -> 
     return Compose(built)
 
 
+def transform_image(transforms: Compose, image: np.ndarray, path: str = "") -> dict:
+    """One HxWx3 RGB image through prediction-time (deterministic) ``transforms`` -> a sample
+    with a CHW float32 ``img`` and the ``trans_info`` that maps predictions back."""
+    sample = {"img": image, "img_path": path, "trans_info": []}
+    # prediction transforms draw no random numbers; the rng only fulfils the contract
+    sample = transforms(sample, np.random.default_rng(0))
+    sample["img"] = np.ascontiguousarray(sample["img"].transpose(2, 0, 1), dtype=np.float32)
+    return sample
+
+
 # ---------------------------------------------------------------- geometric
 @TRANSFORMS.register
 class Resize:

@@ -9,11 +9,10 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from ..engine.visualize import color_map, colorize
+from ..engine.visualize import blend, color_map, colorize
 from .predictor import Prediction
 
 PALETTE_SIZE = 256   # a palette PNG holds 8-bit indices
-OVERLAY_ALPHA = 0.5  # as segq.engine.visualize.predict_images blends
 
 
 def _stem_for(path: Path | None, index: int, image_root: Path | None) -> Path:
@@ -50,8 +49,7 @@ def save_masks(predictions: Iterable[Prediction], save_dir: str | os.PathLike,
         mask = Image.fromarray(labels.astype(np.uint8))  # 2-D uint8 -> mode "L"
         mask.putpalette(palette)  # turns the "L" image into a "P" (palette) image
         mask.save(mask_path)
-        overlay = cv2.addWeighted(pred.image, 1 - OVERLAY_ALPHA,
-                                  colorize(labels, PALETTE_SIZE), OVERLAY_ALPHA, 0)
+        overlay = blend(pred.image, colorize(labels, PALETTE_SIZE))
         overlay_path = stem.parent / f"{stem.name}_overlay.png"
         ok, buf = cv2.imencode(".png", cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
         if not ok:

@@ -9,7 +9,7 @@ from typing import Callable, Hashable, Iterable, Iterator, NamedTuple, Sequence,
 import numpy as np
 
 from ..data.io import read_image
-from ..data.transforms import build_transforms
+from ..data.transforms import build_transforms, transform_image
 from .backend import Backend
 from .deploy_file import DeployInfo, load_deploy_info
 from .options import PredictorOptions
@@ -79,12 +79,7 @@ class Predictor:
         ``img`` and ``trans_info``."""
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"image {path or ''} must be HxWx3 RGB, got shape {image.shape}")
-        sample = {"img": image, "img_path": os.fspath(path or ""), "trans_info": []}
-        # deploy transforms are deterministic; the rng only fulfils the transform contract
-        sample = self.transforms(sample, np.random.default_rng(0))
-        sample["img"] = np.ascontiguousarray(sample["img"].transpose(2, 0, 1),
-                                             dtype=np.float32)
-        return sample
+        return transform_image(self.transforms, image, os.fspath(path or ""))
 
     def _check_batch(self, batch: np.ndarray, samples: list[dict]) -> None:
         expected = self.deploy.input_shape

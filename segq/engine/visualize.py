@@ -30,6 +30,14 @@ def colorize(pred: np.ndarray, num_classes: int) -> np.ndarray:
     return color_map(num_classes)[np.clip(pred, 0, num_classes - 1)]
 
 
+OVERLAY_ALPHA = 0.5
+
+
+def blend(rgb: np.ndarray, colors: np.ndarray, alpha: float = OVERLAY_ALPHA) -> np.ndarray:
+    """The overlay written beside each mask: ``colors`` over the image at ``alpha``."""
+    return cv2.addWeighted(rgb, 1 - alpha, colors, alpha, 0)
+
+
 def list_images(image_path: str | Path) -> list[Path]:
     path = Path(image_path)
     if path.is_file():
@@ -47,7 +55,7 @@ def predict_images(cfg: SegConfig, model_path: str | None, image_path: str,
     """Write ``<name>_mask.png`` (palette colours) and ``<name>_overlay.png`` for each image."""
     from ..builders import num_classes_of
     from ..data.io import read_image
-    from ..data.transforms import build_transforms
+    from ..data.transforms import build_transforms, transform_image
     from .evaluator import dygraph_predictor
     from .workflows import build_model_for, deploy_transforms
 
@@ -60,14 +68,11 @@ def predict_images(cfg: SegConfig, model_path: str | None, image_path: str,
     out_dir = Path(save_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    rng = np.random.default_rng(0)
     for path in images:
         rgb = read_image(path)
-        sample = transforms({"img": rgb, "img_path": str(path), "trans_info": []}, rng)
-        sample["img"] = np.ascontiguousarray(sample["img"].transpose(2, 0, 1), dtype=np.float32)
-        pred = predict(sample)
+        pred = predict(transform_image(transforms, rgb, str(path)))
         mask = colorize(pred, num_classes)
-        overlay = cv2.addWeighted(rgb, 0.5, mask, 0.5, 0)
+        overlay = blend(rgb, mask)
         for suffix, img in (("mask", mask), ("overlay", overlay)):
             target = out_dir / f"{path.stem}_{suffix}.png"
             cv2.imwrite(str(target), cv2.cvtColor(img, cv2.COLOR_RGB2BGR))
