@@ -21,11 +21,11 @@ def cosine(a, b):
     return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
-def calibrated_qat(name, quant: QuantConfig):
+def calibrated_qat(name, quant: QuantConfig, num_classes: int = 5):
     """A zoo model as QAT sees one: BatchNorm statistics from a few float batches, then fake
     quant whose activation scales have seen a few more batches with BatchNorm frozen (so the
     scales and the statistics agree, as after fine-tuning a trained model), in eval mode."""
-    qat = prepare_qat(trained_like(name, 5, SHAPE, passes=4), quant)
+    qat = prepare_qat(trained_like(name, num_classes, SHAPE, passes=4), quant)
     qat.model.train()
     for layer in qat.model.sublayers():
         if isinstance(layer, paddle.nn.BatchNorm2D):

@@ -1,7 +1,8 @@
-"""Predict masks with an exported model under Paddle Inference (as PaddleSeg's
-deploy/python/infer.py): writes <name>_mask.png (palette PNG) and <name>_overlay.png per image.
+"""Predict masks with an exported model (as PaddleSeg's deploy/python/infer.py): writes
+<name>_mask.png (palette PNG) and <name>_overlay.png per image.
 python deploy/python/infer.py --config EXPORT_DIR/deploy.yaml --image_path IMG_OR_DIR
-    [--save_dir D] [--device cpu|gpu] [--precision fp32|fp16|int8] [--cpu_threads N]
+    [--save_dir D] [--device cpu|gpu] [--backend paddle|onnxruntime|openvino]
+    [--precision fp32|fp16|int8] [--cpu_threads N]
     [--batch_size N] [--trt_shape_file F] [--min_subgraph_size N]"""
 import argparse
 
@@ -19,6 +20,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--image_path", required=True, help="an image or a directory of images")
     p.add_argument("--save_dir", default="output/result")
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    p.add_argument("--backend", choices=("paddle", "onnxruntime", "openvino"), default="paddle",
+                   help="onnxruntime/openvino run the export's ONNX model "
+                        "(deploy/python/export_onnx.py)")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
     p.add_argument("--cpu_threads", type=int, default=2)
     p.add_argument("--batch_size", type=int, default=1)
@@ -36,7 +40,8 @@ def main(argv=None):
     from segq.deploy import Predictor, PredictorOptions, save_masks
     from segq.engine.visualize import list_images
 
-    options = PredictorOptions(device=args.device, precision=args.precision,
+    options = PredictorOptions(device=args.device, backend=args.backend,
+                               precision=args.precision,
                                cpu_threads=args.cpu_threads, batch_size=args.batch_size,
                                trt_shape_file=args.trt_shape_file,
                                min_subgraph_size=args.min_subgraph_size)
@@ -44,7 +49,7 @@ def main(argv=None):
     predictor = Predictor(args.config, options)
     root = Path(args.image_path) if Path(args.image_path).is_dir() else None
     written = save_masks(predictor.predict_files(images), args.save_dir, image_root=root)
-    print(f"[INFER] Paddle Inference {args.device} {args.precision}: {len(images)} images, "
+    print(f"[INFER] {args.backend} {args.device} {args.precision}: {len(images)} images, "
           f"{len(written)} masks and overlays in {args.save_dir}")
 
 

@@ -24,6 +24,7 @@ class DeployInfo:
     output_op: str | None           # argmax | softmax | none; None if the file does not say
     input_shape: list[int] | None   # [N, C, H, W], -1 for dynamic dims
     quant: dict[str, Any] | None    # the Quant section of an INT8 export
+    onnx_file: Path | None = None   # Deploy.onnx, written by segq.deploy.onnx_export
 
     @property
     def is_quantized(self) -> bool:
@@ -73,7 +74,13 @@ def load_deploy_info(path: str | os.PathLike) -> DeployInfo:
     if quant is not None and not isinstance(quant, dict):
         raise ValueError(f"{deploy_file}: the Quant section must be a mapping, got {quant!r}")
     model_file, params_file = model_files(deploy_file.parent)
+    onnx_file = info.get("onnx")
+    if onnx_file is not None:
+        onnx_file = deploy_file.parent / str(onnx_file)
+        if not onnx_file.is_file():
+            raise FileNotFoundError(f"{deploy_file}: Deploy.onnx names {onnx_file}, which "
+                                    f"does not exist (re-run the ONNX export)")
     return DeployInfo(deploy_file=deploy_file, model_dir=deploy_file.parent,
                       model_file=model_file, params_file=params_file,
                       transforms=[dict(t) for t in transforms], output_op=output_op,
-                      input_shape=input_shape, quant=quant)
+                      input_shape=input_shape, quant=quant, onnx_file=onnx_file)

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 
 DEVICES = ("cpu", "gpu")
+BACKENDS = ("paddle", "onnxruntime", "openvino")
 PRECISIONS = ("fp32", "fp16", "int8")
 
 
@@ -21,6 +22,8 @@ class PredictorOptions:
     Args:
         device: ``cpu`` (Paddle Inference with oneDNN) or ``gpu`` (Paddle Inference with
             TensorRT; needs a CUDA + TensorRT build of paddlepaddle-gpu).
+        backend: ``paddle`` (Paddle Inference), or ``onnxruntime`` / ``openvino`` on cpu,
+            which run the export's ONNX model (``deploy/python/export_onnx.py``).
         precision: ``fp32``; ``fp16`` (gpu only, TensorRT half); ``int8`` (runs the INT8 ops of
             a quantized export, whose deploy.yaml has a ``Quant:`` section).
         cpu_threads: math library threads on cpu.
@@ -31,6 +34,7 @@ class PredictorOptions:
     """
 
     device: str = "cpu"
+    backend: str = "paddle"
     precision: str = "fp32"
     cpu_threads: int = 2
     batch_size: int = 1
@@ -41,6 +45,12 @@ class PredictorOptions:
         if self.device not in DEVICES:
             raise ValueError(f"PredictorOptions.device must be one of {DEVICES}, "
                              f"got {self.device!r}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"PredictorOptions.backend must be one of {BACKENDS}, "
+                             f"got {self.backend!r}")
+        if self.backend != "paddle" and self.device != "cpu":
+            raise ValueError(f"PredictorOptions: backend {self.backend!r} runs on device "
+                             f"'cpu' here; the gpu path is Paddle Inference with TensorRT")
         if self.precision not in PRECISIONS:
             raise ValueError(f"PredictorOptions.precision must be one of {PRECISIONS}, "
                              f"got {self.precision!r}")

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..data.io import read_image
 from ..data.transforms import build_transforms, transform_image
-from .backend import Backend
+from .backend import Backend, create_backend
 from .deploy_file import DeployInfo, load_deploy_info
 from .options import PredictorOptions
 from .postprocess import label_map
@@ -53,8 +53,8 @@ class Predictor:
     Args:
         model: an export directory or its ``deploy.yaml``.
         options: device, precision, threads, batch size (see :class:`PredictorOptions`).
-        backend: anything with ``run(batch) -> output``; default: Paddle Inference as
-            ``options`` ask.
+        backend: anything with ``run(batch) -> output``; default: the engine ``options``
+            ask for (:func:`segq.deploy.backend.create_backend`).
     """
 
     def __init__(self, model: str | os.PathLike,
@@ -69,10 +69,7 @@ class Predictor:
                              f"dimension {fixed_n} of {self.deploy.deploy_file} "
                              f"(Deploy.input_shape {self.deploy.input_shape})")
         self.transforms = build_transforms(self.deploy.transforms)
-        if backend is None:
-            from .paddle_backend import paddle_backend
-            backend = paddle_backend(self.deploy, options)
-        self.backend = backend
+        self.backend = create_backend(self.deploy, options) if backend is None else backend
 
     def preprocess(self, image: np.ndarray, path: str | os.PathLike | None = None) -> dict:
         """deploy.yaml's transforms on an HxWx3 uint8 RGB image -> sample with CHW float32

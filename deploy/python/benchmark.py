@@ -1,0 +1,62 @@
+"""FP32 against INT8 across inference backends for one network, measured in one run: Paddle
+Inference oneDNN, ONNX Runtime and OpenVINO on the FP32 export and the QAT INT8 export, plus
+the peer post-training INT8 models (ONNX Runtime quantize_static, OpenVINO NNCF) of the same
+FP32 model. Both exports need a dynamic batch and a fixed H, W (--input_shape -1 3 H W).
+Writes OUT_DIR/runs/NAME.json and regenerates OUT_DIR/results.{md,csv,json,png} from every run.
+python deploy/python/benchmark.py --config C --fp32_dir D32 --int8_dir D8 --name N
+    [--save_dir output/benchmark] [--out_dir docs/benchmark] [--cpu_threads 2]
+    [--latency_runs 50] [--throughput_batch 8] [--calib_images 32] [--no_peers]"""
+from segq.cli import build_parser, config_opts, run_cli, set_default_threads
+
+set_default_threads()
+
+
+def main(argv=None):
+    p = build_parser(__doc__, ())
+    g = p.add_argument_group("benchmark")
+    g.add_argument("--fp32_dir", required=True, help="the FP32 export")
+    g.add_argument("--int8_dir", required=True, help="the QAT INT8 export")
+    g.add_argument("--name", required=True, help="this run's name, e.g. bisenetv2_camvid")
+    g.add_argument("--save_dir", default="output/benchmark", help="peer PTQ models go here")
+    g.add_argument("--out_dir", default="docs/benchmark", help="where the tables go")
+    g.add_argument("--cpu_threads", type=int, default=2)
+    g.add_argument("--latency_runs", type=int, default=50)
+    g.add_argument("--throughput_batch", type=int, default=8, help="0: skip throughput")
+    g.add_argument("--calib_images", type=int, default=32)
+    g.add_argument("--no_peers", action="store_true", help="skip the peer PTQ rows")
+    args = p.parse_args(argv)
+    import shlex
+    import sys
+    from pathlib import Path
+
+    from segq.config import load_config
+    from segq.deploy.bench_report import (load_runs, results_markdown, write_model_rows,
+                                          write_results)
+    from segq.deploy.benchmark import BenchSettings, benchmark_environment, benchmark_network
+
+    cfg = load_config(args.config, config_opts(args))
+    settings = BenchSettings(cpu_threads=args.cpu_threads, latency_runs=args.latency_runs,
+                             throughput_batch=args.throughput_batch,
+                             calib_images=args.calib_images, peers=not args.no_peers,
+                             num_workers=args.num_workers)
+    rows = benchmark_network(cfg, args.fp32_dir, args.int8_dir,
+                             Path(args.save_dir) / args.name, settings)
+    command = "python deploy/python/benchmark.py " + " ".join(
+        map(shlex.quote, sys.argv[1:] if argv is None else argv))
+    out = Path(args.out_dir)
+    run_file = out / "runs" / f"{args.name}.json"
+    write_model_rows(rows, run_file, benchmark_environment(args.cpu_threads), command,
+                     {**vars(settings), "input_hw": cfg_hw(args.fp32_dir)})
+    print(results_markdown(load_runs([run_file])))
+    written = write_results(load_runs(sorted((out / "runs").glob("*.json"))), out)
+    print(f"[BENCH] tables: {', '.join(str(p) for p in written.values())}")
+
+
+def cfg_hw(model_dir):
+    from segq.deploy import load_deploy_info
+
+    return load_deploy_info(model_dir).input_shape[2:]
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))

@@ -1,0 +1,270 @@
+"""Result tables of the deployment benchmark: FP32 vs INT8 across inference backends.
+
+Each benchmarked network is saved as one JSON run (``write_model_rows``: command,
+environment, settings and its ``BenchRow``s); ``load_runs`` reads runs back and
+``write_results`` turns them into ``results.md`` (PaddleSeg-style tables), ``results.csv``,
+``results.json`` and ``results.png`` (mIoU against latency).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+BENCH_KEYS = ("model", "backend", "precision", "miou", "latency_ms", "p90_ms", "size_mb", "speedup")
+# the flat tables carry the BENCH_KEYS first so they line up with every run's required keys
+CSV_KEYS = BENCH_KEYS + ("method", "throughput_ips")
+
+MD_COLUMNS = ("model", "backend", "type", "method", "mIoU", "latency ms (median)", "p90 ms",
+              "throughput img/s", "speed-up", "size MB")
+
+# fixed shapes for the known backends keep the plot legend stable from run to run
+_BACKEND_MARKERS = {"Paddle Inference oneDNN": "o", "ONNX Runtime": "s", "OpenVINO": "^"}
+_SPARE_MARKERS = ("D", "v", "P", "X", "*", "<", ">", "h")
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    model: str            # network name, e.g. "BiSeNetV2"
+    backend: str          # "Paddle Inference oneDNN" | "ONNX Runtime" | "OpenVINO"
+    precision: str        # "fp32" | "int8"
+    method: str           # how the model was made, free text ("FP32", "QAT (segq)", ...)
+    miou: float | None    # through the deployed model on the val split; None if not evaluated
+    latency_ms: float     # median at batch 1
+    p90_ms: float
+    throughput_ips: float | None   # images/s at a larger batch, None if not measured
+    size_mb: float        # model file(s) on disk, MiB
+    speedup: float        # Paddle Inference oneDNN FP32 latency of the model / this latency
+
+
+# ---------------------------------------------------------------- writing / reading runs
+
+def _atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and os.replace,
+    so a reader never sees a half-written file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(raw)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def _row_dict(row: BenchRow | Mapping[str, Any]) -> dict[str, Any]:
+    d = asdict(row) if isinstance(row, BenchRow) else dict(row)
+    # older or hand-written rows may omit the two optional columns
+    d.setdefault("method", "")
+    d.setdefault("throughput_ips", None)
+    return d
+
+
+def write_model_rows(rows: Iterable[BenchRow | Mapping[str, Any]], path: str | os.PathLike,
+                     environment: dict, command: str, settings: dict) -> None:
+    """Save one network's benchmark run as JSON ``{command, environment, settings, rows}``."""
+    out_rows = []
+    for i, row in enumerate(rows):
+        d = _row_dict(row)
+        missing = [k for k in BENCH_KEYS if k not in d]
+        if missing:
+            raise ValueError(f"row {i} for {path} lacks {missing}")
+        out_rows.append(d)
+    doc = {"command": command, "environment": dict(environment), "settings": dict(settings),
+           "rows": out_rows}
+    # default=str: environment/settings may hold Paths or version objects
+    _atomic_write(path, json.dumps(doc, indent=2, default=str) + "\n")
+
+
+def load_runs(paths: Iterable[str | os.PathLike]) -> list[dict]:
+    """Read runs written by ``write_model_rows``; ValueError naming the file if one is bad."""
+    runs = []
+    for p in paths:
+        p = Path(p)
+        try:
+            doc = json.loads(p.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{p}: not a valid JSON benchmark run ({e})") from e
+        if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):
+            raise ValueError(f"{p}: benchmark run lacks a 'rows' list")
+        rows = []
+        for i, row in enumerate(doc["rows"]):
+            if not isinstance(row, dict):
+                raise ValueError(f"{p}: row {i} is not an object")
+            missing = [k for k in BENCH_KEYS if k not in row]
+            if missing:
+                raise ValueError(f"{p}: row {i} lacks key(s) {missing}")
+            rows.append(_row_dict(row))
+        runs.append({"command": doc.get("command", ""),
+                     "environment": dict(doc.get("environment") or {}),
+                     "settings": dict(doc.get("settings") or {}),
+                     "rows": rows})
+    return runs
+
+
+# ---------------------------------------------------------------- formatting
+
+def _fmt(value: float | None, digits: int, suffix: str = "") -> str:
+    return "-" if value is None else f"{value:.{digits}f}{suffix}"
+
+
+def _md_cell(text: Any) -> str:
+    # a '|' in free text (method, cpu name) would split the Markdown cell
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _pairs(d: Mapping[str, Any]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in d.items()) or "-"
+
+
+def _code(text: str) -> str:
+    # a command holding a backtick needs a longer fence to stay one code span
+    return f"`` {text} ``" if "`" in text else f"`{text}`"
+
+
+def _models(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    return list(dict.fromkeys(str(r["model"]) for r in rows))
+
+
+def _fastest_int8(rows: Sequence[Mapping[str, Any]]) -> set[int]:
+    """Indices of the fastest INT8 row of each model (first one on a tie)."""
+    best: dict[str, int] = {}
+    for i, r in enumerate(rows):
+        if str(r["precision"]).lower() != "int8" or r["latency_ms"] is None:
+            continue
+        j = best.get(r["model"])
+        if j is None or r["latency_ms"] < rows[j]["latency_ms"]:
+            best[r["model"]] = i
+    return set(best.values())
+
+
+def _md_row(r: Mapping[str, Any], bold: bool) -> str:
+    cells = [r["model"], r["backend"], str(r["precision"]).upper(), r["method"],
+             _fmt(r["miou"], 4), _fmt(r["latency_ms"], 1), _fmt(r["p90_ms"], 1),
+             _fmt(r.get("throughput_ips"), 1), _fmt(r["speedup"], 2, "x"), _fmt(r["size_mb"], 2)]
+    cells = [_md_cell(c) for c in cells]
+    if bold:
+        cells = [f"**{c}**" for c in cells]
+    return "| " + " | ".join(cells) + " |"
+
+
+def results_markdown(runs: Sequence[Mapping[str, Any]]) -> str:
+    """One Markdown section per run: heading, table, environment/settings line, command."""
+    lines = ["# Deployment benchmark: FP32 vs INT8", "",
+             "Latency at batch 1 (median and p90); speed-up against the model's "
+             "Paddle Inference oneDNN FP32 row of the same run; bold: fastest INT8 row.", ""]
+    for run in runs:
+        rows = [_row_dict(r) for r in run["rows"]]
+        lines += [f"## {', '.join(_models(rows)) or 'unnamed run'}", "",
+                  "| " + " | ".join(MD_COLUMNS) + " |",
+                  "|" + "|".join(["---"] * 4 + ["---:"] * (len(MD_COLUMNS) - 4)) + "|"]
+        bold = _fastest_int8(rows)
+        lines += [_md_row(r, i in bold) for i, r in enumerate(rows)]
+        lines += ["", f"Environment: {_pairs(run.get('environment') or {})}. "
+                      f"Settings: {_pairs(run.get('settings') or {})}.", "",
+                  f"Command: {_code(str(run.get('command', '')))}", ""]
+    return "\n".join(lines)
+
+
+def results_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """All rows of all runs, flat, each with its run's cpu and threads (for results.json)."""
+    out = []
+    for run in runs:
+        env = run.get("environment") or {}
+        settings = run.get("settings") or {}
+        for r in run["rows"]:
+            d = _row_dict(r)
+            d["cpu"] = env.get("cpu")
+            # threads is an environment fact in most runs, a setting in some
+            d["threads"] = env.get("threads", settings.get("threads"))
+            out.append(d)
+    return out
+
+
+def results_csv(runs: Sequence[Mapping[str, Any]]) -> str:
+    """CSV text: header CSV_KEYS, one line per row; None is an empty cell."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(CSV_KEYS)
+    for run in runs:
+        for r in run["rows"]:
+            d = _row_dict(r)
+            # repr of a float round-trips exactly through float()
+            w.writerow(["" if d[k] is None else repr(d[k]) if isinstance(d[k], float) else d[k]
+                        for k in CSV_KEYS])
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------- plot
+
+def _plot_png(rows: Sequence[Mapping[str, Any]]) -> bytes:
+    # the object API with an explicit Agg canvas leaves pyplot's global backend and figure
+    # registry alone, so this works headless and inside other matplotlib programs
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    pts = [r for r in rows if r["miou"] is not None and r["latency_ms"] is not None
+           and math.isfinite(r["miou"]) and math.isfinite(r["latency_ms"])]
+    models = _models(pts)
+    backends = list(dict.fromkeys(str(r["backend"]) for r in pts))
+    spare = iter(_SPARE_MARKERS * 4)
+    markers = {b: _BACKEND_MARKERS.get(b) or next(spare, "o") for b in backends}
+    colours = {m: f"C{i % 10}" for i, m in enumerate(models)}
+
+    fig = Figure(figsize=(9, 6), dpi=120)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for r in pts:
+        colour = colours[str(r["model"])]
+        int8 = str(r["precision"]).lower() == "int8"
+        ax.scatter([r["latency_ms"]], [r["miou"]], s=60, marker=markers[str(r["backend"])],
+                   facecolors=colour if int8 else "none", edgecolors=colour, linewidths=1.5)
+        ax.annotate(str(r["method"]), (r["latency_ms"], r["miou"]), xytext=(4, 4),
+                    textcoords="offset points", fontsize=6)
+    if not pts:
+        ax.text(0.5, 0.5, "no row with an evaluated mIoU", ha="center", va="center",
+                transform=ax.transAxes)
+
+    handles = [Line2D([], [], ls="", marker="o", color=colours[m], label=m) for m in models]
+    handles += [Line2D([], [], ls="", marker=markers[b], color="grey", label=b) for b in backends]
+    handles += [Line2D([], [], ls="", marker="o", markerfacecolor="none", markeredgecolor="k",
+                       color="k", label="FP32 (hollow)"),
+                Line2D([], [], ls="", marker="o", color="k", label="INT8 (filled)")]
+    if pts:
+        ax.legend(handles=handles, fontsize=7, loc="best")
+    ax.set_xlabel("latency ms (median, batch 1)")
+    ax.set_ylabel("mIoU (val)")
+    ax.set_title("Deployment benchmark: mIoU vs latency, FP32 vs INT8")
+    ax.grid(True, alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    fig.clear()  # release the artists now rather than at garbage collection
+    return buf.getvalue()
+
+
+def write_results(runs: Sequence[Mapping[str, Any]], out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write results.md/.csv/.json/.png into ``out_dir`` (atomically); return paths by kind."""
+    out = Path(out_dir)
+    flat = results_rows(runs)
+    return {
+        "md": _atomic_write(out / "results.md", results_markdown(runs)),
+        "csv": _atomic_write(out / "results.csv", results_csv(runs)),
+        "json": _atomic_write(out / "results.json",
+                              json.dumps(flat, indent=2, default=str) + "\n"),
+        "png": _atomic_write(out / "results.png", _plot_png(flat)),
+    }

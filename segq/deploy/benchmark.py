@@ -1,0 +1,186 @@
+"""The deployment benchmark: one network's FP32 and QAT INT8 exports on every backend, beside
+the peer post-training INT8 models users would otherwise make from the same FP32 model,
+measured in one run: mIoU through the deployed model, batch-1 latency, throughput at a larger
+batch, file size, and speed-up against Paddle Inference oneDNN FP32.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..benchmark import measure_latency
+from ..builders import build_dataset
+from ..config import SegConfig
+from .backend import Backend
+from .bench_report import BenchRow
+from .deploy_file import DeployInfo, load_deploy_info
+from .onnx_export import export_onnx
+
+logger = logging.getLogger("segq")
+
+PADDLE, ORT, OPENVINO = "Paddle Inference oneDNN", "ONNX Runtime", "OpenVINO"
+FP32, QAT = "FP32", "QAT (segq)"
+PTQ_ORT, PTQ_NNCF = "PTQ: ORT quantize_static", "PTQ: NNCF"
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    cpu_threads: int = 2
+    latency_runs: int = 50          # timed batch-1 runs (after warm-up)
+    warmup: int = 10
+    throughput_batch: int = 8       # 0: throughput not measured
+    throughput_runs: int = 10
+    calib_images: int = 32          # train images for the peer PTQ calibration
+    peers: bool = True              # add the ORT quantize_static and NNCF rows
+    num_workers: int = 0            # data loading for the mIoU evaluation
+
+
+@dataclass(frozen=True)
+class Candidate:
+    backend: str
+    precision: str
+    method: str
+    make: Callable[[], Backend]     # built only when measured: one engine in memory at a time
+    files: tuple[Path, ...]         # what a user ships: the size column
+
+
+def _size_mb(files: tuple[Path, ...]) -> float:
+    return sum(f.stat().st_size for f in files) / 2**20
+
+
+def _fixed_hw(deploy: DeployInfo) -> tuple[int, int]:
+    shape = deploy.input_shape
+    if shape is None or shape[2] == -1 or shape[3] == -1 or shape[0] != -1:
+        raise ValueError(f"{deploy.deploy_file}: the benchmark needs an export with a dynamic "
+                         f"batch and a fixed H, W (ONNX needs them fixed; throughput needs "
+                         f"batches), got Deploy.input_shape {shape}: export with "
+                         f"--input_shape -1 3 H W")
+    return shape[2], shape[3]
+
+
+def calibration_batches(cfg: SegConfig, count: int, hw: tuple[int, int]) -> list[np.ndarray]:
+    """``count`` train images, evenly spread over the split, preprocessed as at deployment
+    (the val transforms), as ``[1, C, H, W]`` batches. The val split is what is scored, so
+    it is not used to calibrate."""
+    section = cfg.train_dataset.to_dict()
+    section["transforms"] = (cfg.val_dataset.to_dict().get("transforms") or [])
+    dataset = build_dataset(type(cfg.train_dataset)(**section), "train_dataset")
+    picks = np.linspace(0, len(dataset) - 1, min(count, len(dataset))).round().astype(int)
+    batches = []
+    for i in dict.fromkeys(picks.tolist()):
+        img = np.asarray(dataset[i]["img"], dtype=np.float32)
+        if tuple(img.shape[1:]) != hw:
+            raise ValueError(f"train image {i} preprocesses to {list(img.shape[1:])}, the "
+                             f"export takes H, W {list(hw)}: add a Resize to the val "
+                             f"transforms (or export.transforms)")
+        batches.append(img[None])
+    return batches
+
+
+def candidates(fp32: DeployInfo, int8: DeployInfo, settings: BenchSettings,
+               peer_dir: Path, calib: Callable[[], list[np.ndarray]]) -> list[Candidate]:
+    from ..inference import PaddleInferenceModel
+    from .onnx_backend import OnnxRuntimeModel, OpenVINOModel
+
+    threads = settings.cpu_threads
+    paddle_files = lambda d: (d.model_file, d.params_file)  # noqa: E731
+    rows = [
+        Candidate(PADDLE, "fp32", FP32, lambda: PaddleInferenceModel(
+            fp32.model_dir, cpu_threads=threads), paddle_files(fp32)),
+        Candidate(PADDLE, "int8", QAT, lambda: PaddleInferenceModel(
+            int8.model_dir, cpu_threads=threads, int8=True), paddle_files(int8)),
+    ]
+    for name, runtime in ((ORT, OnnxRuntimeModel), (OPENVINO, OpenVINOModel)):
+        rows += [Candidate(name, "fp32", FP32, lambda r=runtime: r(fp32.onnx_file, threads),
+                           (fp32.onnx_file,)),
+                 Candidate(name, "int8", QAT, lambda r=runtime: r(int8.onnx_file, threads),
+                           (int8.onnx_file,))]
+    if settings.peers:
+        from .peer_ptq import nncf_quantize, ort_quantize_static
+
+        ort_file = ort_quantize_static(fp32.onnx_file, peer_dir / "ort_ptq.onnx", calib())
+        ov_xml = nncf_quantize(fp32.onnx_file, peer_dir / "nncf_ptq.xml", calib())
+        rows += [Candidate(ORT, "int8", PTQ_ORT, lambda: OnnxRuntimeModel(ort_file, threads),
+                           (ort_file,)),
+                 Candidate(OPENVINO, "int8", PTQ_NNCF, lambda: OpenVINOModel(ov_xml, threads),
+                           (ov_xml, ov_xml.with_suffix(".bin")))]
+    # the runtimes' order in the table: Paddle, then ONNX Runtime, then OpenVINO
+    order = {PADDLE: 0, ORT: 1, OPENVINO: 2}
+    return sorted(rows, key=lambda c: order[c.backend])
+
+
+def benchmark_network(cfg: SegConfig, fp32_dir: str | os.PathLike,
+                      int8_dir: str | os.PathLike, work_dir: str | os.PathLike,
+                      settings: BenchSettings = BenchSettings()) -> list[BenchRow]:
+    """Benchmark one network's FP32 export and its QAT INT8 export (both from export.py /
+    qat_export.py with ``--input_shape -1 3 H W``); ONNX models are converted into the
+    export directories, peer PTQ models written to ``work_dir``."""
+    from ..engine.workflows import evaluate_runner
+
+    fp32, int8 = load_deploy_info(fp32_dir), load_deploy_info(int8_dir)
+    if fp32.is_quantized or not int8.is_quantized:
+        raise ValueError(f"expected an FP32 export and a QAT INT8 export, got "
+                         f"{fp32.deploy_file} (quantized: {fp32.is_quantized}) and "
+                         f"{int8.deploy_file} (quantized: {int8.is_quantized})")
+    hw = _fixed_hw(fp32)
+    if _fixed_hw(int8) != hw:
+        raise ValueError(f"{fp32.deploy_file} and {int8.deploy_file} take different input "
+                         f"sizes: {list(hw)} against {list(_fixed_hw(int8))}")
+    for d in (fp32_dir, int8_dir):
+        logger.info(f"ONNX export of {d}")
+        export_onnx(d)
+    fp32, int8 = load_deploy_info(fp32_dir), load_deploy_info(int8_dir)
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    calib_cache: list[np.ndarray] = []
+
+    def calib() -> list[np.ndarray]:
+        if not calib_cache:
+            calib_cache.extend(calibration_batches(cfg, settings.calib_images, hw))
+        return calib_cache
+
+    dataset = build_dataset(cfg.val_dataset, "val_dataset")
+    image = np.asarray(dataset[0]["img"], dtype=np.float32)[None]
+    batch = np.repeat(image, settings.throughput_batch, axis=0)
+    measured = []
+    todo = candidates(fp32, int8, settings, work, calib)
+    for i, cand in enumerate(todo, 1):
+        logger.info(f"[{i}/{len(todo)}] {cand.backend} {cand.precision} ({cand.method}): "
+                    f"mIoU, latency, throughput")
+        runner = cand.make()
+        miou = evaluate_runner(cfg, runner, settings.num_workers).miou
+        lat = measure_latency(runner.run, image, settings.warmup, settings.latency_runs)
+        ips = None
+        if settings.throughput_batch:
+            tput = measure_latency(runner.run, batch, 2, settings.throughput_runs)
+            ips = settings.throughput_batch / (tput.median_ms / 1000.0)
+        del runner
+        measured.append((cand, miou, lat, ips))
+        logger.info(f"    mIoU {miou:.4f}, {lat.median_ms:.1f} ms (p90 {lat.p90_ms:.1f})"
+                    + (f", {ips:.1f} img/s at batch {settings.throughput_batch}" if ips else ""))
+    base = next(lat.median_ms for c, _, lat, _ in measured
+                if c.backend == PADDLE and c.precision == "fp32")
+    return [BenchRow(model=cfg.model.type, backend=c.backend, precision=c.precision,
+                     method=c.method, miou=miou, latency_ms=lat.median_ms, p90_ms=lat.p90_ms,
+                     throughput_ips=ips, size_mb=_size_mb(c.files),
+                     speedup=base / lat.median_ms)
+            for c, miou, lat, ips in measured]
+
+
+
+def benchmark_environment(cpu_threads: int) -> dict:
+    """What the timings depend on: CPU, threads and every runtime's version."""
+    from importlib.metadata import version
+
+    from ..engine.workflows import run_environment
+
+    env = run_environment()
+    env["threads"] = cpu_threads
+    for package in ("onnxruntime", "openvino", "nncf", "paddle2onnx"):
+        env[package] = version(package)
+    return env

@@ -1,0 +1,86 @@
+"""The deployment benchmark end to end on a tiny model: every backend and the peer PTQ rows,
+measured in one run, written as run JSON plus the results tables."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from segq.config import QuantConfig, load_config
+from segq.deploy.bench_report import BENCH_KEYS
+from segq.engine.workflows import export_model
+from segq.quant.qat import export_qat_model
+from tests.test_qat_export import DEMO, calibrated_qat
+from tests.zoo import trained_like
+
+REPO = Path(__file__).resolve().parents[1]
+SHAPE = [-1, 3, 96, 128]  # the demo dataset's image size
+SMALL = ["train_dataset.num_samples=4", "val_dataset.num_samples=4"]
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory):
+    cfg = load_config(DEMO)
+    out = tmp_path_factory.mktemp("bench")
+    fp32 = export_model(cfg, trained_like("BiSeNetV2", 4), out / "fp32", SHAPE)
+    int8 = export_qat_model(cfg, calibrated_qat("BiSeNetV2", QuantConfig(), num_classes=4), out / "int8",
+                            SHAPE)
+    return out, fp32, int8
+
+
+def bench(out, fp32, int8, *extra):
+    cmd = [sys.executable, "deploy/python/benchmark.py", "--config", str(REPO / DEMO),
+           "--fp32_dir", str(fp32), "--int8_dir", str(int8), "--save_dir", str(out / "work"),
+           "--out_dir", str(out / "tables"), "--cpu_threads", "1", "--latency_runs", "3",
+           "--throughput_batch", "2", "--calib_images", "2", "--opts", *SMALL, *extra]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_benchmark_measures_every_backend_and_the_peers_in_one_run(exports):
+    out, fp32, int8 = exports
+    r = bench(out, fp32, int8, "--name", "tiny")
+    assert r.returncode == 0, r.stderr[-3000:]
+    run = json.loads((out / "tables/runs/tiny.json").read_text())
+    rows = run["rows"]
+    assert [(x["backend"], x["precision"], x["method"]) for x in rows] == [
+        ("Paddle Inference oneDNN", "fp32", "FP32"),
+        ("Paddle Inference oneDNN", "int8", "QAT (segq)"),
+        ("ONNX Runtime", "fp32", "FP32"),
+        ("ONNX Runtime", "int8", "QAT (segq)"),
+        ("ONNX Runtime", "int8", "PTQ: ORT quantize_static"),
+        ("OpenVINO", "fp32", "FP32"),
+        ("OpenVINO", "int8", "QAT (segq)"),
+        ("OpenVINO", "int8", "PTQ: NNCF")]
+    base = rows[0]["latency_ms"]
+    for row in rows:
+        assert set(BENCH_KEYS) <= set(row) and row["model"] == "BiSeNetV2"
+        assert 0.0 <= row["miou"] <= 1.0 and row["throughput_ips"] > 0
+        assert row["speedup"] == pytest.approx(base / row["latency_ms"])
+    fp32_rows = [x for x in rows if x["precision"] == "fp32"]
+    # the same FP32 model under three runtimes scores the same
+    assert max(x["miou"] for x in fp32_rows) - min(x["miou"] for x in fp32_rows) < 0.01
+    for row in rows:
+        if row["method"] == "QAT (segq)":
+            same_runtime_fp32 = next(x for x in fp32_rows if x["backend"] == row["backend"])
+            assert row["size_mb"] <= 0.3 * same_runtime_fp32["size_mb"]
+    assert run["environment"]["threads"] == 1 and "openvino" in run["environment"]
+    assert run["command"].startswith("python deploy/python/benchmark.py --config")
+    for name in ("results.md", "results.csv", "results.json", "results.png"):
+        assert (out / "tables" / name).is_file()
+    md = (out / "tables/results.md").read_text()
+    # one table line per row; the fastest INT8 one is in bold
+    assert md.count("| BiSeNetV2 |") + md.count("| **BiSeNetV2** |") == len(rows)
+    assert md.count("| **BiSeNetV2** |") == 1 and "PTQ: NNCF" in md
+
+
+def test_benchmark_rejects_exports_it_cannot_compare(exports, tmp_path):
+    out, fp32, int8 = exports
+    r = bench(out, int8, fp32, "--name", "swapped", "--no_peers")
+    assert r.returncode == 2 and "expected an FP32 export and a QAT INT8 export" in r.stderr
+    cfg = load_config(DEMO)
+    dynamic = export_model(cfg, trained_like("BiSeNetV2", 4), tmp_path / "dyn")
+    r = bench(out, dynamic, int8, "--name", "dynamic", "--no_peers")
+    assert r.returncode == 2 and "--input_shape -1 3 H W" in r.stderr
