@@ -1,5 +1,6 @@
 """Export an FP32 Paddle Inference model (legacy .pdmodel) plus deploy.yaml:
-python export.py --config C --model_path P --save_dir D [--input_shape N C H W]"""
+python export.py --config C --model_path P --save_dir D [--input_shape N C H W]
+    [--with_softmax] [--without_argmax] [--argmax_before_resize]"""
 from segq.cli import build_parser, config_opts, run_cli, set_default_threads
 
 set_default_threads()
@@ -12,7 +13,7 @@ def main(argv=None):
 
     cfg = load_config(args.config, config_opts(args))
     out = export(cfg, args.model_path, args.save_dir, args.input_shape, args.with_softmax,
-                 args.without_argmax)
+                 args.without_argmax, args.argmax_before_resize)
     print(f"exported to {out}")
 
 

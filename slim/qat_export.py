@@ -1,6 +1,7 @@
 """Export a QAT checkpoint as a Paddle Inference INT8 model (legacy .pdmodel) plus deploy.yaml:
 python slim/qat_export.py --config C --model_path output_quant/best_model/model.pdparams
-    --save_dir output_quant_infer [--with_softmax] [--without_argmax] [--input_shape N C H W]"""
+    --save_dir output_quant_infer [--with_softmax] [--without_argmax] [--input_shape N C H W]
+    [--argmax_before_resize]"""
 from segq.cli import build_parser, config_opts, run_cli, set_default_threads
 
 set_default_threads()
@@ -13,7 +14,7 @@ def main(argv=None):
 
     cfg = load_config(args.config, config_opts(args))
     out = qat_export(cfg, args.model_path, args.save_dir, args.input_shape, args.with_softmax,
-                     args.without_argmax)
+                     args.without_argmax, args.argmax_before_resize)
     print(f"exported INT8 model to {out}")
 
 

@@ -25,14 +25,15 @@ def exports(tmp_path_factory):
     cfg = load_config(DEMO)
     out = tmp_path_factory.mktemp("bench")
     fp32 = export_model(cfg, trained_like("BiSeNetV2", 4), out / "fp32", SHAPE)
-    int8 = export_qat_model(cfg, calibrated_qat("BiSeNetV2", QuantConfig(), num_classes=4), out / "int8",
-                            SHAPE)
-    return out, fp32, int8
+    qat = calibrated_qat("BiSeNetV2", QuantConfig(), num_classes=4)
+    int8 = export_qat_model(cfg, qat, out / "int8", SHAPE)
+    fast = export_qat_model(cfg, qat, out / "int8_fast", SHAPE, argmax_before_resize=True)
+    return out, fp32, [int8, fast]
 
 
 def bench(out, fp32, int8, *extra):
     cmd = [sys.executable, "deploy/python/benchmark.py", "--config", str(REPO / DEMO),
-           "--fp32_dir", str(fp32), "--int8_dir", str(int8), "--save_dir", str(out / "work"),
+           "--fp32_dir", str(fp32), "--int8_dir", *map(str, int8), "--save_dir", str(out / "work"),
            "--out_dir", str(out / "tables"), "--cpu_threads", "1", "--latency_runs", "3",
            "--throughput_batch", "2", "--calib_images", "2", "--opts", *SMALL, *extra]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
@@ -45,14 +46,18 @@ def test_benchmark_measures_every_backend_and_the_peers_in_one_run(exports):
     assert r.returncode == 0, r.stderr[-3000:]
     run = json.loads((out / "tables/runs/tiny.json").read_text())
     rows = run["rows"]
+    fast = "QAT (segq), argmax before resize"
     assert [(x["backend"], x["precision"], x["method"]) for x in rows] == [
         ("Paddle Inference oneDNN", "fp32", "FP32"),
         ("Paddle Inference oneDNN", "int8", "QAT (segq)"),
+        ("Paddle Inference oneDNN", "int8", fast),
         ("ONNX Runtime", "fp32", "FP32"),
         ("ONNX Runtime", "int8", "QAT (segq)"),
+        ("ONNX Runtime", "int8", fast),
         ("ONNX Runtime", "int8", "PTQ: ORT quantize_static"),
         ("OpenVINO", "fp32", "FP32"),
         ("OpenVINO", "int8", "QAT (segq)"),
+        ("OpenVINO", "int8", fast),
         ("OpenVINO", "int8", "PTQ: NNCF")]
     base = rows[0]["latency_ms"]
     for row in rows:
@@ -63,7 +68,7 @@ def test_benchmark_measures_every_backend_and_the_peers_in_one_run(exports):
     # the same FP32 model under three runtimes scores the same
     assert max(x["miou"] for x in fp32_rows) - min(x["miou"] for x in fp32_rows) < 0.01
     for row in rows:
-        if row["method"] == "QAT (segq)":
+        if row["method"].startswith("QAT (segq)"):
             same_runtime_fp32 = next(x for x in fp32_rows if x["backend"] == row["backend"])
             assert row["size_mb"] <= 0.3 * same_runtime_fp32["size_mb"]
     assert run["environment"]["threads"] == 1 and "openvino" in run["environment"]
@@ -78,9 +83,9 @@ def test_benchmark_measures_every_backend_and_the_peers_in_one_run(exports):
 
 def test_benchmark_rejects_exports_it_cannot_compare(exports, tmp_path):
     out, fp32, int8 = exports
-    r = bench(out, int8, fp32, "--name", "swapped", "--no_peers")
-    assert r.returncode == 2 and "expected an FP32 export and a QAT INT8 export" in r.stderr
+    r = bench(out, int8[0], [fp32], "--name", "swapped", "--no_peers")
+    assert r.returncode == 2 and "expected an FP32 export and QAT INT8 exports" in r.stderr
     cfg = load_config(DEMO)
     dynamic = export_model(cfg, trained_like("BiSeNetV2", 4), tmp_path / "dyn")
-    r = bench(out, dynamic, int8, "--name", "dynamic", "--no_peers")
+    r = bench(out, dynamic, int8[:1], "--name", "dynamic", "--no_peers")
     assert r.returncode == 2 and "--input_shape -1 3 H W" in r.stderr

@@ -47,6 +47,32 @@ def test_argmax_at_fixed_shape_matches_dygraph(model, tmp_path):
         "output_op": "argmax", "output_dtype": "int32"}}
 
 
+def test_argmax_before_resize_is_the_low_res_argmax_upsampled(model, tmp_path):
+    x = np.random.default_rng(2).normal(size=(1, 3, 64, 96)).astype("float32")
+    out_dir = export_inference_model(model, tmp_path / "low", input_shape=[-1, 3, 64, 96],
+                                     argmax_before_resize=True)
+    info = yaml.safe_load((out_dir / "deploy.yaml").read_text())["Deploy"]
+    assert info["argmax_before_resize"] is True and info["output_op"] == "argmax"
+    pred = PaddleInferenceModel(out_dir).run(x)
+    model.resize_logits_to_input = False
+    try:
+        low = dygraph_logits(model, x).argmax(axis=1)[0]
+    finally:
+        del model.resize_logits_to_input
+    # nearest upsampling by an integer factor repeats each low-res label (UNet: factor 1)
+    fy, fx = 64 // low.shape[0], 96 // low.shape[1]
+    ref = np.repeat(np.repeat(low, fy, axis=0), fx, axis=1)
+    assert pred.shape == (1, 64, 96) and (pred[0] == ref).mean() >= 0.999
+    # the model is left as it was: full-size logits again
+    assert dygraph_logits(model, x).shape[-2:] == (64, 96)
+
+
+def test_argmax_before_resize_needs_the_argmax_output(tmp_path):
+    with pytest.raises(ValueError, match="needs the argmax output"):
+        export_inference_model(build_test_model(MODELS.names()[0], NUM_CLASSES), tmp_path,
+                               without_argmax=True, argmax_before_resize=True)
+
+
 def test_dynamic_shape_logits_match_dygraph_at_two_sizes(model, tmp_path):
     out_dir = export_inference_model(model, tmp_path / "dyn", without_argmax=True)
     info = yaml.safe_load((out_dir / "deploy.yaml").read_text())["Deploy"]

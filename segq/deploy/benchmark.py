@@ -82,24 +82,26 @@ def calibration_batches(cfg: SegConfig, count: int, hw: tuple[int, int]) -> list
     return batches
 
 
-def candidates(fp32: DeployInfo, int8: DeployInfo, settings: BenchSettings,
+def method_of(deploy: DeployInfo) -> str:
+    method = QAT if deploy.is_quantized else FP32
+    return method + (", argmax before resize" if deploy.argmax_before_resize else "")
+
+
+def candidates(fp32: DeployInfo, int8s: list[DeployInfo], settings: BenchSettings,
                peer_dir: Path, calib: Callable[[], list[np.ndarray]]) -> list[Candidate]:
     from ..inference import PaddleInferenceModel
     from .onnx_backend import OnnxRuntimeModel, OpenVINOModel
 
     threads = settings.cpu_threads
     paddle_files = lambda d: (d.model_file, d.params_file)  # noqa: E731
-    rows = [
-        Candidate(PADDLE, "fp32", FP32, lambda: PaddleInferenceModel(
-            fp32.model_dir, cpu_threads=threads), paddle_files(fp32)),
-        Candidate(PADDLE, "int8", QAT, lambda: PaddleInferenceModel(
-            int8.model_dir, cpu_threads=threads, int8=True), paddle_files(int8)),
-    ]
+    rows = [Candidate(PADDLE, "fp32", method_of(fp32), lambda: PaddleInferenceModel(
+        fp32.model_dir, cpu_threads=threads), paddle_files(fp32))]
+    rows += [Candidate(PADDLE, "int8", method_of(d), lambda d=d: PaddleInferenceModel(
+        d.model_dir, cpu_threads=threads, int8=True), paddle_files(d)) for d in int8s]
     for name, runtime in ((ORT, OnnxRuntimeModel), (OPENVINO, OpenVINOModel)):
-        rows += [Candidate(name, "fp32", FP32, lambda r=runtime: r(fp32.onnx_file, threads),
-                           (fp32.onnx_file,)),
-                 Candidate(name, "int8", QAT, lambda r=runtime: r(int8.onnx_file, threads),
-                           (int8.onnx_file,))]
+        rows += [Candidate(name, precision, method_of(d),
+                           lambda r=runtime, d=d: r(d.onnx_file, threads), (d.onnx_file,))
+                 for precision, d in [("fp32", fp32)] + [("int8", d) for d in int8s]]
     if settings.peers:
         from .peer_ptq import nncf_quantize, ort_quantize_static
 
@@ -115,26 +117,31 @@ def candidates(fp32: DeployInfo, int8: DeployInfo, settings: BenchSettings,
 
 
 def benchmark_network(cfg: SegConfig, fp32_dir: str | os.PathLike,
-                      int8_dir: str | os.PathLike, work_dir: str | os.PathLike,
+                      int8_dirs: list[str | os.PathLike], work_dir: str | os.PathLike,
                       settings: BenchSettings = BenchSettings()) -> list[BenchRow]:
-    """Benchmark one network's FP32 export and its QAT INT8 export (both from export.py /
-    qat_export.py with ``--input_shape -1 3 H W``); ONNX models are converted into the
-    export directories, peer PTQ models written to ``work_dir``."""
+    """Benchmark one network's FP32 export and its QAT INT8 exports (e.g. with and without
+    ``--argmax_before_resize``), all from export.py / qat_export.py with ``--input_shape -1 3
+    H W``; ONNX models are converted into the export directories, peer PTQ models written to
+    ``work_dir``."""
     from ..engine.workflows import evaluate_runner
 
-    fp32, int8 = load_deploy_info(fp32_dir), load_deploy_info(int8_dir)
-    if fp32.is_quantized or not int8.is_quantized:
-        raise ValueError(f"expected an FP32 export and a QAT INT8 export, got "
+    fp32 = load_deploy_info(fp32_dir)
+    int8s = [load_deploy_info(d) for d in int8_dirs]
+    if not int8s or fp32.is_quantized or not all(d.is_quantized for d in int8s):
+        raise ValueError(f"expected an FP32 export and QAT INT8 exports, got "
                          f"{fp32.deploy_file} (quantized: {fp32.is_quantized}) and "
-                         f"{int8.deploy_file} (quantized: {int8.is_quantized})")
+                         + ", ".join(f"{d.deploy_file} (quantized: {d.is_quantized})"
+                                     for d in int8s))
     hw = _fixed_hw(fp32)
-    if _fixed_hw(int8) != hw:
-        raise ValueError(f"{fp32.deploy_file} and {int8.deploy_file} take different input "
-                         f"sizes: {list(hw)} against {list(_fixed_hw(int8))}")
-    for d in (fp32_dir, int8_dir):
+    for d in int8s:
+        if _fixed_hw(d) != hw:
+            raise ValueError(f"{fp32.deploy_file} and {d.deploy_file} take different input "
+                             f"sizes: {list(hw)} against {list(_fixed_hw(d))}")
+    for d in (fp32_dir, *int8_dirs):
         logger.info(f"ONNX export of {d}")
         export_onnx(d)
-    fp32, int8 = load_deploy_info(fp32_dir), load_deploy_info(int8_dir)
+    fp32 = load_deploy_info(fp32_dir)
+    int8s = [load_deploy_info(d) for d in int8_dirs]
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     calib_cache: list[np.ndarray] = []
@@ -148,7 +155,7 @@ def benchmark_network(cfg: SegConfig, fp32_dir: str | os.PathLike,
     image = np.asarray(dataset[0]["img"], dtype=np.float32)[None]
     batch = np.repeat(image, settings.throughput_batch, axis=0)
     measured = []
-    todo = candidates(fp32, int8, settings, work, calib)
+    todo = candidates(fp32, int8s, settings, work, calib)
     for i, cand in enumerate(todo, 1):
         logger.info(f"[{i}/{len(todo)}] {cand.backend} {cand.precision} ({cand.method}): "
                     f"mIoU, latency, throughput")

@@ -25,6 +25,7 @@ class DeployInfo:
     input_shape: list[int] | None   # [N, C, H, W], -1 for dynamic dims
     quant: dict[str, Any] | None    # the Quant section of an INT8 export
     onnx_file: Path | None = None   # Deploy.onnx, written by segq.deploy.onnx_export
+    argmax_before_resize: bool = False
 
     @property
     def is_quantized(self) -> bool:
@@ -83,4 +84,5 @@ def load_deploy_info(path: str | os.PathLike) -> DeployInfo:
     return DeployInfo(deploy_file=deploy_file, model_dir=deploy_file.parent,
                       model_file=model_file, params_file=params_file,
                       transforms=[dict(t) for t in transforms], output_op=output_op,
-                      input_shape=input_shape, quant=quant, onnx_file=onnx_file)
+                      input_shape=input_shape, quant=quant, onnx_file=onnx_file,
+                      argmax_before_resize=bool(info.get("argmax_before_resize", False)))

@@ -154,7 +154,8 @@ def export_model(cfg: SegConfig, model: paddle.nn.Layer, save_dir: str,
                  input_shape: list[int] | None = None, with_softmax: bool = False,
                  without_argmax: bool = False, **save_options) -> Path:
     """Export ``model`` with the config's deploy transforms and write the resolved config
-    beside it; ``save_options`` (``saver``, ``extra_info``) go to ``export_inference_model``."""
+    beside it; ``save_options`` (``saver``, ``extra_info``, ``argmax_before_resize``) go to
+    ``export_inference_model``."""
     from ..export import export_inference_model
 
     out = export_inference_model(model, save_dir, input_shape=input_shape,
@@ -166,9 +167,10 @@ def export_model(cfg: SegConfig, model: paddle.nn.Layer, save_dir: str,
 
 def export(cfg: SegConfig, model_path: str | None, save_dir: str,
            input_shape: list[int] | None = None, with_softmax: bool = False,
-           without_argmax: bool = False) -> Path:
+           without_argmax: bool = False, argmax_before_resize: bool = False) -> Path:
     return export_model(cfg, build_model_for(cfg, model_path), save_dir, input_shape,
-                        with_softmax, without_argmax)
+                        with_softmax, without_argmax,
+                        argmax_before_resize=argmax_before_resize)
 
 
 def inference_model_predictor(runner):

@@ -64,7 +64,7 @@ class BiSeNetV2(nn.Layer):
             # Auxiliary heads only feed the training loss; skipping them keeps inference lean.
             logits += [self.aux_head1(feat2), self.aux_head2(feat3),
                        self.aux_head3(feat4), self.aux_head4(feat5)]
-        return [layers.resize_to(logit, x, self.align_corners) for logit in logits]
+        return layers.resize_logits(self, logits, x, self.align_corners)
 
 
 class StemBlock(nn.Layer):

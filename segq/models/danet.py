@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import paddle
 import paddle.nn as nn
-import paddle.nn.functional as F
 
 from segq.models import layers, legacy_ops
 from segq.registry import MODELS
@@ -66,9 +65,7 @@ class DANet(nn.Layer):
         feats = self.backbone(x)
         logits = self.head([feats[i] for i in self.backbone_indices])
         # PaddleSeg upsamples DANet's logits with align_mode=1 (no half-pixel offset).
-        size = layers.spatial_size(x)
-        return [F.interpolate(logit, size, mode="bilinear", align_corners=self.align_corners,
-                              align_mode=1) for logit in logits]
+        return layers.resize_logits(self, logits, x, self.align_corners, align_mode=1)
 
 
 class DAHead(nn.Layer):

@@ -56,7 +56,7 @@ class DeepLabV3P(nn.Layer):
 
     def forward(self, x):
         logits = self.head(self.backbone(x))
-        return [layers.resize_to(logit, x, self.align_corners) for logit in logits]
+        return layers.resize_logits(self, logits, x, self.align_corners)
 
 
 class DeepLabV3PHead(nn.Layer):

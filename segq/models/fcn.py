@@ -46,7 +46,7 @@ class FCN(nn.Layer):
 
     def forward(self, x):
         logits = self.head(self.backbone(x))
-        return [layers.resize_to(logit, x, self.align_corners) for logit in logits]
+        return layers.resize_logits(self, logits, x, self.align_corners)
 
 
 class FCNHead(nn.Layer):

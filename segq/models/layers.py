@@ -62,6 +62,19 @@ def resize_to(x: paddle.Tensor, ref: paddle.Tensor, align_corners: bool = False)
     return F.interpolate(x, spatial_size(ref), mode="bilinear", align_corners=align_corners)
 
 
+def resize_logits(model: nn.Layer, logits: list[paddle.Tensor], x: paddle.Tensor,
+                  align_corners: bool = False, align_mode: int = 0) -> list[paddle.Tensor]:
+    """A model's last step: its logits bilinearly resized to the input size. An export that
+    takes the arg max at the logits' own resolution (``--argmax_before_resize``) sets
+    ``model.resize_logits_to_input = False`` while tracing: resizing C channels is then
+    replaced by resizing one label map."""
+    if not getattr(model, "resize_logits_to_input", True):
+        return logits
+    size = spatial_size(x)
+    return [F.interpolate(logit, size, mode="bilinear", align_corners=align_corners,
+                          align_mode=align_mode) for logit in logits]
+
+
 class ConvBN(nn.Layer):
     """Conv2D followed by BatchNorm2D."""
 

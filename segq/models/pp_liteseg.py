@@ -78,7 +78,7 @@ class PPLiteSeg(nn.Layer):
         feats = self.ppseg_head([feats[i] for i in self.backbone_indices])  # shallow first
         if not self.training:
             feats = feats[:1]  # only the highest-resolution head serves inference
-        return [layers.resize_to(head(f), x) for head, f in zip(self.seg_heads, feats)]
+        return layers.resize_logits(self, [head(f) for head, f in zip(self.seg_heads, feats)], x)
 
 
 def _per_index(values, backbone_indices, name):

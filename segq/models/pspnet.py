@@ -56,7 +56,7 @@ class PSPNet(nn.Layer):
 
     def forward(self, x):
         logits = self.head(self.backbone(x), with_aux=self.training)
-        return [layers.resize_to(logit, x, self.align_corners) for logit in logits]
+        return layers.resize_logits(self, logits, x, self.align_corners)
 
 
 class PSPNetHead(nn.Layer):

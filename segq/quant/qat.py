@@ -79,20 +79,21 @@ def quant_info(qat: QATModel) -> dict:
 
 def export_qat_model(cfg: SegConfig, qat: QATModel, save_dir: str,
                      input_shape: list[int] | None = None, with_softmax: bool = False,
-                     without_argmax: bool = False) -> Path:
+                     without_argmax: bool = False, argmax_before_resize: bool = False) -> Path:
     """Write ``qat`` as a legacy Paddle Inference INT8 model plus deploy.yaml (with a
     ``Quant`` section) and the resolved config."""
     qat = export_twin(qat)
     return export_model(cfg, qat.model, save_dir, input_shape, with_softmax, without_argmax,
                         saver=functools.partial(save_quantized, qat),
-                        extra_info={"Quant": quant_info(qat)})
+                        extra_info={"Quant": quant_info(qat)},
+                        argmax_before_resize=argmax_before_resize)
 
 
 def qat_export(cfg: SegConfig, qat_weights: str, save_dir: str,
                input_shape: list[int] | None = None, with_softmax: bool = False,
-               without_argmax: bool = False) -> Path:
+               without_argmax: bool = False, argmax_before_resize: bool = False) -> Path:
     """Export a QAT checkpoint (see ``export_qat_model``)."""
     if not qat_weights:
         raise ValueError("--model_path: give the QAT checkpoint to export")
     return export_qat_model(cfg, qat_model_for(cfg, qat_weights=qat_weights), save_dir,
-                            input_shape, with_softmax, without_argmax)
+                            input_shape, with_softmax, without_argmax, argmax_before_resize)
