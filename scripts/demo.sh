@@ -19,10 +19,12 @@ python val.py --config "$CFG" --model_path "$OUT/fp32/best_model/model.pdparams"
 echo "== 3/6 quantization-aware fine-tuning from it"
 python slim/qat_train.py --config "$QAT_CFG" --model_path "$OUT/fp32/best_model/model.pdparams" \
     --save_dir "$OUT/qat" --do_eval --save_interval 50 --log_iters 25
-echo "== 4/6 exports: FP32, INT8, INT8 with the arg max before the final resize"
+echo "== 4/6 exports: FP32 and INT8, each also with the arg max before the final resize"
 SHAPE="-1 3 96 128"  # any batch; a fixed H, W as ONNX needs
 python export.py --config "$CFG" --model_path "$OUT/fp32/best_model/model.pdparams" \
     --save_dir "$OUT/fp32_infer" --input_shape $SHAPE
+python export.py --config "$CFG" --model_path "$OUT/fp32/best_model/model.pdparams" \
+    --save_dir "$OUT/fp32_fast_infer" --input_shape $SHAPE --argmax_before_resize
 python slim/qat_export.py --config "$QAT_CFG" --model_path "$OUT/qat/best_model/model.pdparams" \
     --save_dir "$OUT/int8_infer" --input_shape $SHAPE
 python slim/qat_export.py --config "$QAT_CFG" --model_path "$OUT/qat/best_model/model.pdparams" \
@@ -35,7 +37,7 @@ python tools/compare_int8.py --config "$QAT_CFG" --fp32_model "$OUT/fp32/best_mo
     --result_json "$OUT/compare/results.json" --out "$OUT/compare/results.md" \
     --title "Built-in default: BiSeNetV2 on SyntheticScenes, FP32 against QAT INT8"
 echo "== 6/6 FP32 against INT8 across backends, beside peer post-training INT8"
-python deploy/python/benchmark.py --config "$QAT_CFG" --fp32_dir "$OUT/fp32_infer" \
+python deploy/python/benchmark.py --config "$QAT_CFG" --fp32_dir "$OUT/fp32_infer" "$OUT/fp32_fast_infer" \
     --int8_dir "$OUT/int8_infer" "$OUT/int8_fast_infer" --name demo \
     --save_dir "$OUT/benchmark_work" --out_dir "$OUT/benchmark" \
     --cpu_threads "$OMP_NUM_THREADS" --calib_images 16

@@ -24,7 +24,9 @@ SMALL = ["train_dataset.num_samples=4", "val_dataset.num_samples=4"]
 def exports(tmp_path_factory):
     cfg = load_config(DEMO)
     out = tmp_path_factory.mktemp("bench")
-    fp32 = export_model(cfg, trained_like("BiSeNetV2", 4), out / "fp32", SHAPE)
+    model = trained_like("BiSeNetV2", 4)
+    fp32 = [export_model(cfg, model, out / "fp32", SHAPE),
+            export_model(cfg, model, out / "fp32_fast", SHAPE, argmax_before_resize=True)]
     qat = calibrated_qat("BiSeNetV2", QuantConfig(), num_classes=4)
     int8 = export_qat_model(cfg, qat, out / "int8", SHAPE)
     fast = export_qat_model(cfg, qat, out / "int8_fast", SHAPE, argmax_before_resize=True)
@@ -33,7 +35,7 @@ def exports(tmp_path_factory):
 
 def bench(out, fp32, int8, *extra):
     cmd = [sys.executable, "deploy/python/benchmark.py", "--config", str(REPO / DEMO),
-           "--fp32_dir", str(fp32), "--int8_dir", *map(str, int8), "--save_dir", str(out / "work"),
+           "--fp32_dir", *map(str, fp32), "--int8_dir", *map(str, int8), "--save_dir", str(out / "work"),
            "--out_dir", str(out / "tables"), "--cpu_threads", "1", "--latency_runs", "3",
            "--throughput_batch", "2", "--calib_images", "2", "--opts", *SMALL, *extra]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
@@ -46,25 +48,21 @@ def test_benchmark_measures_every_backend_and_the_peers_in_one_run(exports):
     assert r.returncode == 0, r.stderr[-3000:]
     run = json.loads((out / "tables/runs/tiny.json").read_text())
     rows = run["rows"]
-    fast = "QAT (segq), argmax before resize"
+    fast = ", argmax before resize"
+    exports = [("fp32", "FP32"), ("fp32", "FP32" + fast), ("int8", "QAT (segq)"),
+               ("int8", "QAT (segq)" + fast)]
     assert [(x["backend"], x["precision"], x["method"]) for x in rows] == [
-        ("Paddle Inference oneDNN", "fp32", "FP32"),
-        ("Paddle Inference oneDNN", "int8", "QAT (segq)"),
-        ("Paddle Inference oneDNN", "int8", fast),
-        ("ONNX Runtime", "fp32", "FP32"),
-        ("ONNX Runtime", "int8", "QAT (segq)"),
-        ("ONNX Runtime", "int8", fast),
+        *[("Paddle Inference oneDNN", *e) for e in exports],
+        *[("ONNX Runtime", *e) for e in exports],
         ("ONNX Runtime", "int8", "PTQ: ORT quantize_static"),
-        ("OpenVINO", "fp32", "FP32"),
-        ("OpenVINO", "int8", "QAT (segq)"),
-        ("OpenVINO", "int8", fast),
+        *[("OpenVINO", *e) for e in exports],
         ("OpenVINO", "int8", "PTQ: NNCF")]
     base = rows[0]["latency_ms"]
     for row in rows:
         assert set(BENCH_KEYS) <= set(row) and row["model"] == "BiSeNetV2"
         assert 0.0 <= row["miou"] <= 1.0 and row["throughput_ips"] > 0
         assert row["speedup"] == pytest.approx(base / row["latency_ms"])
-    fp32_rows = [x for x in rows if x["precision"] == "fp32"]
+    fp32_rows = [x for x in rows if x["method"] == "FP32"]
     # the same FP32 model under three runtimes scores the same
     assert max(x["miou"] for x in fp32_rows) - min(x["miou"] for x in fp32_rows) < 0.01
     for row in rows:
@@ -83,9 +81,9 @@ def test_benchmark_measures_every_backend_and_the_peers_in_one_run(exports):
 
 def test_benchmark_rejects_exports_it_cannot_compare(exports, tmp_path):
     out, fp32, int8 = exports
-    r = bench(out, int8[0], [fp32], "--name", "swapped", "--no_peers")
-    assert r.returncode == 2 and "expected an FP32 export and QAT INT8 exports" in r.stderr
+    r = bench(out, int8[:1], fp32[:1], "--name", "swapped", "--no_peers")
+    assert r.returncode == 2 and "expected FP32 exports, then QAT INT8 exports" in r.stderr
     cfg = load_config(DEMO)
     dynamic = export_model(cfg, trained_like("BiSeNetV2", 4), tmp_path / "dyn")
-    r = bench(out, dynamic, int8[:1], "--name", "dynamic", "--no_peers")
+    r = bench(out, [dynamic], int8[:1], "--name", "dynamic", "--no_peers")
     assert r.returncode == 2 and "--input_shape -1 3 H W" in r.stderr

@@ -3,7 +3,8 @@ Inference oneDNN, ONNX Runtime and OpenVINO on the FP32 export and the QAT INT8 
 the peer post-training INT8 models (ONNX Runtime quantize_static, OpenVINO NNCF) of the same
 FP32 model. Both exports need a dynamic batch and a fixed H, W (--input_shape -1 3 H W).
 Writes OUT_DIR/runs/NAME.json and regenerates OUT_DIR/results.{md,csv,json,png} from every run.
-python deploy/python/benchmark.py --config C --fp32_dir D32 --int8_dir D8 [D8_2 ...] --name N
+python deploy/python/benchmark.py --config C --fp32_dir D32 [D32_2 ...] --int8_dir D8 [D8_2 ...]
+    --name N
     [--save_dir output/benchmark] [--out_dir docs/benchmark] [--cpu_threads 2]
     [--latency_runs 50] [--throughput_batch 8] [--calib_images 32] [--no_peers]"""
 from segq.cli import build_parser, config_opts, run_cli, set_default_threads
@@ -14,7 +15,8 @@ set_default_threads()
 def main(argv=None):
     p = build_parser(__doc__, ())
     g = p.add_argument_group("benchmark")
-    g.add_argument("--fp32_dir", required=True, help="the FP32 export")
+    g.add_argument("--fp32_dir", required=True, nargs="+",
+                   help="FP32 exports; the first is the speed-up baseline and the peers' source")
     g.add_argument("--int8_dir", required=True, nargs="+",
                    help="QAT INT8 exports (e.g. with and without --argmax_before_resize)")
     g.add_argument("--name", required=True, help="this run's name, e.g. bisenetv2_camvid")
@@ -47,7 +49,7 @@ def main(argv=None):
     out = Path(args.out_dir)
     run_file = out / "runs" / f"{args.name}.json"
     write_model_rows(rows, run_file, benchmark_environment(args.cpu_threads), command,
-                     {**vars(settings), "input_hw": cfg_hw(args.fp32_dir)})
+                     {**vars(settings), "input_hw": cfg_hw(args.fp32_dir[0])})
     print(results_markdown(load_runs([run_file])))
     written = write_results(load_runs(sorted((out / "runs").glob("*.json"))), out)
     print(f"[BENCH] tables: {', '.join(str(p) for p in written.values())}")

@@ -87,26 +87,28 @@ def method_of(deploy: DeployInfo) -> str:
     return method + (", argmax before resize" if deploy.argmax_before_resize else "")
 
 
-def candidates(fp32: DeployInfo, int8s: list[DeployInfo], settings: BenchSettings,
-               peer_dir: Path, calib: Callable[[], list[np.ndarray]]) -> list[Candidate]:
+def candidates(exports: list[DeployInfo], settings: BenchSettings, peer_dir: Path,
+               calib: Callable[[], list[np.ndarray]]) -> list[Candidate]:
+    """Every export on every backend (FP32 exports first), then the peer PTQ models of the
+    first FP32 export."""
     from ..inference import PaddleInferenceModel
     from .onnx_backend import OnnxRuntimeModel, OpenVINOModel
 
     threads = settings.cpu_threads
-    paddle_files = lambda d: (d.model_file, d.params_file)  # noqa: E731
-    rows = [Candidate(PADDLE, "fp32", method_of(fp32), lambda: PaddleInferenceModel(
-        fp32.model_dir, cpu_threads=threads), paddle_files(fp32))]
-    rows += [Candidate(PADDLE, "int8", method_of(d), lambda d=d: PaddleInferenceModel(
-        d.model_dir, cpu_threads=threads, int8=True), paddle_files(d)) for d in int8s]
+    precision = lambda d: "int8" if d.is_quantized else "fp32"  # noqa: E731
+    rows = [Candidate(PADDLE, precision(d), method_of(d), lambda d=d: PaddleInferenceModel(
+        d.model_dir, cpu_threads=threads, int8=d.is_quantized), (d.model_file, d.params_file))
+        for d in exports]
     for name, runtime in ((ORT, OnnxRuntimeModel), (OPENVINO, OpenVINOModel)):
-        rows += [Candidate(name, precision, method_of(d),
+        rows += [Candidate(name, precision(d), method_of(d),
                            lambda r=runtime, d=d: r(d.onnx_file, threads), (d.onnx_file,))
-                 for precision, d in [("fp32", fp32)] + [("int8", d) for d in int8s]]
+                 for d in exports]
     if settings.peers:
         from .peer_ptq import nncf_quantize, ort_quantize_static
 
-        ort_file = ort_quantize_static(fp32.onnx_file, peer_dir / "ort_ptq.onnx", calib())
-        ov_xml = nncf_quantize(fp32.onnx_file, peer_dir / "nncf_ptq.xml", calib())
+        source = exports[0].onnx_file
+        ort_file = ort_quantize_static(source, peer_dir / "ort_ptq.onnx", calib())
+        ov_xml = nncf_quantize(source, peer_dir / "nncf_ptq.xml", calib())
         rows += [Candidate(ORT, "int8", PTQ_ORT, lambda: OnnxRuntimeModel(ort_file, threads),
                            (ort_file,)),
                  Candidate(OPENVINO, "int8", PTQ_NNCF, lambda: OpenVINOModel(ov_xml, threads),
@@ -116,32 +118,39 @@ def candidates(fp32: DeployInfo, int8s: list[DeployInfo], settings: BenchSetting
     return sorted(rows, key=lambda c: order[c.backend])
 
 
-def benchmark_network(cfg: SegConfig, fp32_dir: str | os.PathLike,
+def load_exports(fp32_dirs: list, int8_dirs: list) -> list[DeployInfo]:
+    """The exports in order (FP32 first), checked: the right kind, one input size."""
+    fp32s = [load_deploy_info(d) for d in fp32_dirs]
+    int8s = [load_deploy_info(d) for d in int8_dirs]
+    if not fp32s or not int8s or any(d.is_quantized for d in fp32s) or not all(
+            d.is_quantized for d in int8s):
+        listed = ", ".join(f"{d.deploy_file} (quantized: {d.is_quantized})"
+                           for d in fp32s + int8s)
+        raise ValueError(f"expected FP32 exports, then QAT INT8 exports; got {listed}")
+    hw = _fixed_hw(fp32s[0])
+    for d in fp32s + int8s:
+        if _fixed_hw(d) != hw:
+            raise ValueError(f"{fp32s[0].deploy_file} and {d.deploy_file} take different "
+                             f"input sizes: {list(hw)} against {list(_fixed_hw(d))}")
+    return fp32s + int8s
+
+
+def benchmark_network(cfg: SegConfig, fp32_dirs: list[str | os.PathLike],
                       int8_dirs: list[str | os.PathLike], work_dir: str | os.PathLike,
                       settings: BenchSettings = BenchSettings()) -> list[BenchRow]:
-    """Benchmark one network's FP32 export and its QAT INT8 exports (e.g. with and without
+    """Benchmark one network's FP32 exports and QAT INT8 exports (e.g. with and without
     ``--argmax_before_resize``), all from export.py / qat_export.py with ``--input_shape -1 3
-    H W``; ONNX models are converted into the export directories, peer PTQ models written to
-    ``work_dir``."""
+    H W``. The first FP32 export is the speed-up baseline (under Paddle Inference) and the
+    peers' source. ONNX models are converted into the export directories, peer PTQ models
+    written to ``work_dir``."""
     from ..engine.workflows import evaluate_runner
 
-    fp32 = load_deploy_info(fp32_dir)
-    int8s = [load_deploy_info(d) for d in int8_dirs]
-    if not int8s or fp32.is_quantized or not all(d.is_quantized for d in int8s):
-        raise ValueError(f"expected an FP32 export and QAT INT8 exports, got "
-                         f"{fp32.deploy_file} (quantized: {fp32.is_quantized}) and "
-                         + ", ".join(f"{d.deploy_file} (quantized: {d.is_quantized})"
-                                     for d in int8s))
-    hw = _fixed_hw(fp32)
-    for d in int8s:
-        if _fixed_hw(d) != hw:
-            raise ValueError(f"{fp32.deploy_file} and {d.deploy_file} take different input "
-                             f"sizes: {list(hw)} against {list(_fixed_hw(d))}")
-    for d in (fp32_dir, *int8_dirs):
-        logger.info(f"ONNX export of {d}")
-        export_onnx(d)
-    fp32 = load_deploy_info(fp32_dir)
-    int8s = [load_deploy_info(d) for d in int8_dirs]
+    exports = load_exports(fp32_dirs, int8_dirs)
+    for d in exports:
+        logger.info(f"ONNX export of {d.model_dir}")
+        export_onnx(d.model_dir)
+    exports = load_exports(fp32_dirs, int8_dirs)  # now naming their ONNX files
+    hw = _fixed_hw(exports[0])
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     calib_cache: list[np.ndarray] = []
@@ -155,7 +164,7 @@ def benchmark_network(cfg: SegConfig, fp32_dir: str | os.PathLike,
     image = np.asarray(dataset[0]["img"], dtype=np.float32)[None]
     batch = np.repeat(image, settings.throughput_batch, axis=0)
     measured = []
-    todo = candidates(fp32, int8s, settings, work, calib)
+    todo = candidates(exports, settings, work, calib)
     for i, cand in enumerate(todo, 1):
         logger.info(f"[{i}/{len(todo)}] {cand.backend} {cand.precision} ({cand.method}): "
                     f"mIoU, latency, throughput")
@@ -170,14 +179,12 @@ def benchmark_network(cfg: SegConfig, fp32_dir: str | os.PathLike,
         measured.append((cand, miou, lat, ips))
         logger.info(f"    mIoU {miou:.4f}, {lat.median_ms:.1f} ms (p90 {lat.p90_ms:.1f})"
                     + (f", {ips:.1f} img/s at batch {settings.throughput_batch}" if ips else ""))
-    base = next(lat.median_ms for c, _, lat, _ in measured
-                if c.backend == PADDLE and c.precision == "fp32")
+    base = measured[0][2].median_ms  # Paddle Inference, first FP32 export
     return [BenchRow(model=cfg.model.type, backend=c.backend, precision=c.precision,
                      method=c.method, miou=miou, latency_ms=lat.median_ms, p90_ms=lat.p90_ms,
                      throughput_ips=ips, size_mb=_size_mb(c.files),
                      speedup=base / lat.median_ms)
             for c, miou, lat, ips in measured]
-
 
 
 def benchmark_environment(cpu_threads: int) -> dict:
