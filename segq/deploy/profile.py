@@ -1,0 +1,126 @@
+"""Where a deployed model's time goes: per-op-type time under Paddle Inference (its built-in
+profiler) or OpenVINO (per-node performance counters), as ms per run and share of the total.
+The evidence behind the speed notes in docs/benchmark."""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+# "thread0::fused_conv2d   1120   612.705   0.05   47.5   0.547   0.245"
+_PADDLE_EVENT = re.compile(r"^thread\d+::(\S+)\s+(\d+)\s+([\d.]+)\s")
+
+
+@dataclass(frozen=True)
+class OpTime:
+    op: str
+    ms_per_run: float
+    share: float
+
+
+def _shares(totals: Counter, runs: int) -> list[OpTime]:
+    total = sum(totals.values()) or 1.0
+    return [OpTime(op, ms / runs, ms / total) for op, ms in totals.most_common()]
+
+
+def _capture_native_stdout(fn) -> str:
+    """Run ``fn`` with file descriptor 1 sent to a temporary file (Paddle's profiler prints
+    from C++, past Python's sys.stdout) and return what was printed."""
+    import sys
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        os.dup2(tmp.fileno(), 1)
+        try:
+            fn()
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+        tmp.seek(0)
+        return tmp.read().decode(errors="replace")
+
+
+def parse_paddle_profile(text: str) -> Counter:
+    """Total ms per op type from Paddle Inference's profiler report."""
+    totals: Counter = Counter()
+    for line in text.splitlines():
+        m = _PADDLE_EVENT.match(line.strip())
+        if m and m.group(1) != "Executor::Run":
+            totals[m.group(1)] += float(m.group(3))
+    return totals
+
+
+def profile_paddle(model_dir: str | os.PathLike, batch: np.ndarray, int8: bool,
+                   cpu_threads: int, runs: int) -> list[OpTime]:
+    from paddle.inference import Config, create_predictor
+
+    from ..inference import INT8_OPS, model_files, run_predictor
+
+    def run() -> None:
+        model_file, params_file = model_files(model_dir)
+        config = Config(str(model_file), str(params_file))
+        config.disable_gpu()
+        config.set_cpu_math_library_num_threads(cpu_threads)
+        config.switch_ir_optim(True)
+        config.enable_mkldnn()
+        if int8:
+            config.enable_mkldnn_int8(INT8_OPS)
+        config.enable_profile()
+        config.disable_glog_info()
+        predictor = create_predictor(config)
+        for _ in range(runs):
+            run_predictor(predictor, batch)
+        del predictor  # the report is printed when the predictor goes
+
+    # the profiler's report includes warm-up; with a few dozen runs that is a small share
+    totals = parse_paddle_profile(_capture_native_stdout(run))
+    if not totals:
+        raise RuntimeError(f"Paddle Inference printed no profile for {model_dir}")
+    return _shares(totals, runs)
+
+
+def profile_openvino(model_file: str | os.PathLike, batch: np.ndarray, cpu_threads: int,
+                     runs: int) -> list[OpTime]:
+    import openvino as ov
+
+    core = ov.Core()
+    model = core.read_model(str(model_file))
+    model.reshape({model.inputs[0].any_name: list(batch.shape)})
+    compiled = core.compile_model(model, "CPU", {
+        "INFERENCE_NUM_THREADS": cpu_threads, "NUM_STREAMS": 1, "PERF_COUNT": True,
+        "INFERENCE_PRECISION_HINT": "f32"})
+    request = compiled.create_infer_request()
+    request.infer({0: batch})  # warm-up; counters are per request and cumulative below
+    totals: Counter = Counter()
+    for _ in range(runs):
+        request.infer({0: batch})
+        for p in request.profiling_info:
+            totals[f"{p.node_type} ({p.exec_type})"] += p.real_time.total_seconds() * 1000
+    return _shares(totals, runs)
+
+
+def profile_markdown(title: str, ops: list[OpTime], top: int = 12) -> str:
+    lines = [f"### {title}", "", "| op (kernel) | ms per run | share |", "|---|---:|---:|"]
+    lines += [f"| {o.op} | {o.ms_per_run:.2f} | {o.share:.1%} |" for o in ops[:top]]
+    rest = sum(o.ms_per_run for o in ops[top:])
+    if rest:
+        lines.append(f"| (other) | {rest:.2f} | {sum(o.share for o in ops[top:]):.1%} |")
+    lines.append(f"| **total** | **{sum(o.ms_per_run for o in ops):.2f}** | |")
+    return "\n".join(lines)
+
+
+def onnx_file_of(model_dir: str | os.PathLike) -> Path:
+    from .deploy_file import load_deploy_info
+
+    deploy = load_deploy_info(model_dir)
+    if deploy.onnx_file is None:
+        raise ValueError(f"{deploy.deploy_file} names no ONNX model: run "
+                         f"deploy/python/export_onnx.py --model_dir {model_dir}")
+    return deploy.onnx_file

@@ -1,0 +1,57 @@
+"""Per-op time of exported models under Paddle Inference (oneDNN) or OpenVINO: where the
+milliseconds go, FP32 against INT8. Prints Markdown tables; --out appends them with the command.
+python tools/profile_inference.py --model_dir D [D ...] --backend paddle|openvino
+    [--input_shape 1 3 360 480] [--cpu_threads 2] [--runs 30] [--out F --title T]"""
+import argparse
+
+from segq.cli import run_cli, set_default_threads
+
+set_default_threads()
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model_dir", required=True, nargs="+", help="exports to profile")
+    p.add_argument("--backend", choices=("paddle", "openvino"), default="paddle")
+    p.add_argument("--input_shape", type=int, nargs=4, default=[1, 3, 360, 480])
+    p.add_argument("--cpu_threads", type=int, default=2)
+    p.add_argument("--runs", type=int, default=30)
+    p.add_argument("--out", default=None, help="append the tables here")
+    p.add_argument("--title", default=None, help="section title (with --out)")
+    args = p.parse_args(argv)
+    import shlex
+    import sys
+
+    import numpy as np
+
+    from segq.deploy import load_deploy_info
+    from segq.deploy.profile import (onnx_file_of, profile_markdown, profile_openvino,
+                                     profile_paddle)
+    from segq.engine.workflows import run_environment
+
+    batch = np.random.default_rng(0).standard_normal(args.input_shape).astype("float32")
+    tables = []
+    for model_dir in args.model_dir:
+        int8 = load_deploy_info(model_dir).is_quantized
+        if args.backend == "paddle":
+            ops = profile_paddle(model_dir, batch, int8, args.cpu_threads, args.runs)
+        else:
+            ops = profile_openvino(onnx_file_of(model_dir), batch, args.cpu_threads, args.runs)
+        kind = "INT8" if int8 else "FP32"
+        tables.append(profile_markdown(f"{model_dir}: {args.backend} {kind}", ops))
+    env = run_environment()
+    footer = (f"Input {'x'.join(map(str, args.input_shape))}, {args.cpu_threads} threads, "
+              f"{args.runs} runs; {env['cpu']}, {env['cores']} cores. Paddle's profile includes "
+              f"the first run (oneDNN primitive creation); OpenVINO's excludes one warm-up.")
+    text = "\n\n".join(tables) + "\n\n" + footer
+    print(text)
+    if args.out:
+        command = "python tools/profile_inference.py " + " ".join(
+            map(shlex.quote, sys.argv[1:] if argv is None else argv))
+        with open(args.out, "a", encoding="utf-8") as f:
+            f.write(f"## {args.title or 'Profile'}\n\n- written by: `{command}`\n\n{text}\n\n")
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))
