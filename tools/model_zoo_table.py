@@ -85,8 +85,13 @@ def main(argv=None):
     measured = [json.loads(Path(f).read_text())
                 for pattern in args.results for f in sorted(glob.glob(pattern))]
     rows = []
+    seen = set()
     for path in tqdm(paths, desc="models"):
         cfg = load_config(path)
+        network = json.dumps(cfg.model.to_dict(), sort_keys=True)
+        if network in seen:
+            continue  # the same network on another schedule: one row per network
+        seen.add(network)
         model = build_model_for(cfg)
         model.eval()
         params = sum(int(np.prod(p.shape)) for p in model.parameters() if not p.stop_gradient)
