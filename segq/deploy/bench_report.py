@@ -55,6 +55,7 @@ def _atomic_write(path: str | os.PathLike, data: bytes | str) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would survive the rename
         os.replace(tmp, path)
     except BaseException:
         try:
