@@ -1,10 +1,13 @@
-"""Latency measurement shared by the zoo table and the deployment benchmark."""
+"""Latency and size measurement shared by the zoo table, the FP32/INT8 comparison and the
+deployment benchmark."""
 from __future__ import annotations
 
 import statistics
+import os
 import time
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -33,3 +36,8 @@ def measure_latency(run: Callable[[np.ndarray], object], batch: np.ndarray, warm
     return LatencyStats(median_ms=statistics.median(times),
                         p90_ms=float(np.percentile(times, 90)),
                         mean_ms=statistics.fmean(times), runs=runs)
+
+
+def files_size_mb(paths: Iterable[str | os.PathLike]) -> float:
+    """On-disk size in MiB of the files a deployment ships (e.g. model + params)."""
+    return sum(Path(p).stat().st_size for p in paths) / 2**20

@@ -27,14 +27,11 @@ def create_backend(deploy: DeployInfo, options: PredictorOptions) -> Backend:
         from .paddle_backend import paddle_backend
 
         return paddle_backend(deploy, options)
-    if deploy.onnx_file is None:
-        raise ValueError(f"backend {options.backend!r} runs the export's ONNX model, but "
-                         f"{deploy.deploy_file} names none (Deploy.onnx): run "
-                         f"deploy/python/export_onnx.py --model_dir {deploy.model_dir}")
+    onnx_file = deploy.require_onnx_file(f"backend {options.backend!r}")
     if options.precision == "fp32" and deploy.is_quantized:
         raise ValueError(f"{deploy.deploy_file} is a quantized export, whose ONNX model is "
                          f"INT8: use precision 'int8' with backend {options.backend!r}")
     from .onnx_backend import OnnxRuntimeModel, OpenVINOModel
 
     runtime = OnnxRuntimeModel if options.backend == "onnxruntime" else OpenVINOModel
-    return runtime(deploy.onnx_file, options.cpu_threads)
+    return runtime(onnx_file, options.cpu_threads)

@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..benchmark import measure_latency
+from ..benchmark import files_size_mb, measure_latency
 from ..builders import build_dataset
 from ..config import SegConfig
 from .backend import Backend
@@ -47,10 +47,6 @@ class Candidate:
     method: str
     make: Callable[[], Backend]     # built only when measured: one engine in memory at a time
     files: tuple[Path, ...]         # what a user ships: the size column
-
-
-def _size_mb(files: tuple[Path, ...]) -> float:
-    return sum(f.stat().st_size for f in files) / 2**20
 
 
 def _fixed_hw(deploy: DeployInfo) -> tuple[int, int]:
@@ -182,7 +178,7 @@ def benchmark_network(cfg: SegConfig, fp32_dirs: list[str | os.PathLike],
     base = measured[0][2].median_ms  # Paddle Inference, first FP32 export
     return [BenchRow(model=cfg.model.type, backend=c.backend, precision=c.precision,
                      method=c.method, miou=miou, latency_ms=lat.median_ms, p90_ms=lat.p90_ms,
-                     throughput_ips=ips, size_mb=_size_mb(c.files),
+                     throughput_ips=ips, size_mb=files_size_mb(c.files),
                      speedup=base / lat.median_ms)
             for c, miou, lat, ips in measured]
 

@@ -31,6 +31,14 @@ class DeployInfo:
     def is_quantized(self) -> bool:
         return self.quant is not None
 
+    def require_onnx_file(self, user: str) -> Path:
+        """The export's ONNX model, or an error telling ``user`` how to make it."""
+        if self.onnx_file is None:
+            raise ValueError(f"{user} runs the export's ONNX model, but {self.deploy_file} "
+                             f"names none (Deploy.onnx): run deploy/python/export_onnx.py "
+                             f"--model_dir {self.model_dir}")
+        return self.onnx_file
+
 
 def _deploy_path(path: str | os.PathLike) -> Path:
     path = Path(path)

@@ -114,6 +114,15 @@ def replace_adaptive_pools(model: onnx.ModelProto, pools: list[AdaptivePool]) ->
     return replaced
 
 
+def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
+    """Tensor name -> the nodes that read it."""
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    return consumers
+
+
 def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
     values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     for node in graph.node:
@@ -166,10 +175,7 @@ def strip_output_quantizers(model: onnx.ModelProto) -> int:
     describe the trained model."""
     graph = model.graph
     consts = _constants(graph)
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = _consumers(graph)
     graph_outputs = {o.name for o in graph.output}
     rename: dict[str, str] = {}
     dropped = []
@@ -204,10 +210,7 @@ def activations_to_uint8(model: onnx.ModelProto) -> int:
     falls back to slow paths. Returns how many quantizers changed."""
     graph = model.graph
     consts = _constants(graph)
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+    consumers = _consumers(graph)
     shifted = 0
     shifted_zero_points: dict[str, str] = {}
     for q in graph.node:

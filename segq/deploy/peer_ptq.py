@@ -19,6 +19,8 @@ from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, 
                                       QuantType, quantize_static)
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from ..benchmark import files_size_mb
+
 __all__ = ["model_size_mb", "nncf_quantize", "ort_quantize_static"]
 
 
@@ -142,4 +144,4 @@ def model_size_mb(path: str | Path) -> float:
     for f in files:
         if not f.is_file():
             raise FileNotFoundError(f"model file not found: {f}")
-    return sum(f.stat().st_size for f in files) / 2**20
+    return files_size_mb(files)

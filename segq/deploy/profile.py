@@ -119,8 +119,4 @@ def profile_markdown(title: str, ops: list[OpTime], top: int = 12) -> str:
 def onnx_file_of(model_dir: str | os.PathLike) -> Path:
     from .deploy_file import load_deploy_info
 
-    deploy = load_deploy_info(model_dir)
-    if deploy.onnx_file is None:
-        raise ValueError(f"{deploy.deploy_file} names no ONNX model: run "
-                         f"deploy/python/export_onnx.py --model_dir {model_dir}")
-    return deploy.onnx_file
+    return load_deploy_info(model_dir).require_onnx_file("the OpenVINO profile")

@@ -33,16 +33,12 @@ class CompareRow:
     speedup: float | None     # against the Paddle Inference FP32 row of this run
 
 
-def _size_mb(model_dir: Path) -> float:
-    return sum((model_dir / f).stat().st_size for f in (MODEL_FILE, PARAMS_FILE)) / 2**20
-
-
 def compare_fp32_int8(cfg: SegConfig, fp32_weights: str, qat_weights: str, work_dir: str,
                       input_shape: list[int], cpu_threads: int = 2, num_workers: int = 0,
                       latency_runs: int = 50) -> list[CompareRow]:
     """Evaluate and time FP32 and INT8 side by side; exports go to ``work_dir/fp32_infer``
     and ``work_dir/int8_infer``. ``input_shape`` ``[1, C, H, W]`` is the latency input."""
-    from ..benchmark import measure_latency
+    from ..benchmark import files_size_mb, measure_latency
     from ..inference import PaddleInferenceModel
 
     work = Path(work_dir)
@@ -64,7 +60,8 @@ def compare_fp32_int8(cfg: SegConfig, fp32_weights: str, qat_weights: str, work_
         runner = PaddleInferenceModel(model_dir, cpu_threads=cpu_threads, int8=int8)
         deployed[precision] = (evaluate_runner(cfg, runner, num_workers),
                                measure_latency(runner.run, batch, runs=latency_runs),
-                               _size_mb(Path(model_dir)))
+                               files_size_mb(Path(model_dir) / f
+                                             for f in (MODEL_FILE, PARAMS_FILE)))
     base_ms = deployed["fp32"][1].median_ms
     rows = [CompareRow(name, "dygraph", "fp32", fp32.miou, None, None, None, None),
             CompareRow(name, "dygraph", "int8 (fake quant)", qat_result.miou, None, None, None,
