@@ -198,7 +198,9 @@ def results_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 def results_csv(runs: Sequence[Mapping[str, Any]]) -> str:
     """CSV text: header CSV_KEYS, one line per row; None is an empty cell."""
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    # the default "\r\n" terminator: csv then quotes any field holding "\r" or "\n", which a
+    # "\n" terminator would leave bare, splitting the row on reading
+    w = csv.writer(buf)
     w.writerow(CSV_KEYS)
     for run in runs:
         for r in run["rows"]:
