@@ -29,6 +29,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 import yaml
 
+from .models import legacy_ops
 from .models.layers import spatial_size
 
 MODEL_FILE = "model.pdmodel"
@@ -38,13 +39,9 @@ OUTPUT_OPS = ("argmax", "softmax", "none")
 
 
 def argmax_channels(x: paddle.Tensor) -> paddle.Tensor:
-    """Class index along axis 1 of ``[N, C, H, W]`` as an int32 ``[N, H, W]`` map.
-
-    ``paddle.argmax`` does not build under the legacy exporter in Paddle 3.3.1 ("argument must
-    be Value, but got Variable"); ``topk(k=1)`` + squeeze + cast exports and runs under Paddle
-    Inference with oneDNN (pinned by tests/test_export.py)."""
-    index = paddle.topk(x, k=1, axis=1)[1]
-    return paddle.cast(paddle.squeeze(index, axis=1), "int32")
+    """Class index along axis 1 of ``[N, C, H, W]`` as an int32 ``[N, H, W]`` map (through
+    ``legacy_ops.argmax``: ``paddle.argmax`` does not build under the legacy exporter)."""
+    return legacy_ops.argmax(x, axis=1)
 
 
 def output_op_for(with_softmax: bool = False, without_argmax: bool = False) -> str:

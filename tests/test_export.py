@@ -108,13 +108,40 @@ def test_argmax_channels_agrees_with_numpy():
 
 
 def test_paddle_argmax_still_fails_under_the_legacy_exporter(tmp_path):
-    """Pins why export.argmax_channels uses topk: if this starts passing, argmax may be used."""
+    """Pins why export.argmax_channels goes through legacy_ops.argmax: if this starts passing,
+    paddle.argmax may be used directly."""
     class Argmax(paddle.nn.Layer):
         def forward(self, x):
             return paddle.argmax(x, axis=1)
 
     with pytest.raises(TypeError, match="must be Value, but got Variable"):
         export_mod.save_legacy_inference_model(Argmax(), tmp_path / "m", [1, 3, 8, 8])
+
+
+def test_exported_argmax_is_numpys_first_index_of_the_maximum(tmp_path):
+    """The exported label map (old arg_max op, dynamic N/H/W) equals numpy's argmax, ties
+    included (integer-valued logits tie often; both take the first index)."""
+    class Labels(paddle.nn.Layer):
+        def forward(self, x):
+            return argmax_channels(x)
+
+    path = tmp_path / "argmax"
+    export_mod.save_legacy_inference_model(Labels(), path, [-1, 6, -1, -1])
+    from paddle.inference import Config, create_predictor
+
+    from segq.inference import run_predictor
+
+    config = Config()
+    config.set_prog_file(f"{path}.pdmodel")  # no parameters: no params file
+    config.enable_mkldnn()
+    config.disable_glog_info()
+    predictor = create_predictor(config)
+    rng = np.random.default_rng(0)
+    for shape in [(1, 6, 7, 9), (3, 6, 16, 5)]:
+        x = rng.integers(-2, 3, size=shape).astype("float32")
+        out = run_predictor(predictor, x)
+        assert out.dtype == np.int32
+        np.testing.assert_array_equal(out, x.argmax(axis=1))
 
 
 def test_nn_sigmoid_fails_under_the_legacy_exporter_but_segq_sigmoid_exports(tmp_path):
