@@ -8,7 +8,7 @@ from segq.config import QuantConfig, load_config
 from segq.inference import PaddleInferenceModel
 from segq.quant.exported_ops import weight_ops
 from segq.quant.paddleslim_adapter import prepare_qat
-from segq.quant.qat import export_qat_model
+from segq.quant.qat import export_qat_model, observe_activation_ranges
 from segq.registry import MODELS
 from tests.zoo import build_test_model, trained_like
 
@@ -26,14 +26,7 @@ def calibrated_qat(name, quant: QuantConfig, num_classes: int = 5):
     quant whose activation scales have seen a few more batches with BatchNorm frozen (so the
     scales and the statistics agree, as after fine-tuning a trained model), in eval mode."""
     qat = prepare_qat(trained_like(name, num_classes, SHAPE, passes=4), quant)
-    qat.model.train()
-    for layer in qat.model.sublayers():
-        if isinstance(layer, paddle.nn.BatchNorm2D):
-            layer.eval()
-    with paddle.no_grad():
-        for _ in range(4):
-            qat.model(paddle.randn(SHAPE))
-    qat.model.eval()
+    observe_activation_ranges(qat, [paddle.randn(SHAPE) for _ in range(4)])
     return qat
 
 

@@ -1,15 +1,18 @@
-"""The model-zoo table: params, FLOPs and FP32 Paddle Inference (oneDNN) latency of every
-network, from its CamVid config, written as Markdown + CSV + JSON:
+"""The model-zoo table: params, FLOPs and Paddle Inference (oneDNN) FP32 and INT8 latency of
+every network, from its CamVid config, written as Markdown + CSV + JSON:
 
     python tools/model_zoo_table.py [--configs configs/*/*_camvid_*.yml] [--out docs/model_zoo]
         [--threads 2] [--warmup 10] [--runs 50]
 
-Weights are random (latency and FLOPs do not depend on them). FLOPs are paddle.flops' count
-at batch 1 (multiply-accumulates of convs/linears plus the other ops it counts). Latency is
-batch 1 at 360x480 (CamVid), exported with a fixed input shape, median and p90 of ``--runs``
-timed runs after ``--warmup`` untimed ones. The FP32/INT8 mIoU and INT8 latency columns come
-from the JSON files ``tools/compare_int8.py --result_json`` writes (``--results``), matched to
-a zoo config by the model section.
+Weights are random (latency and FLOPs do not depend on them): BatchNorm statistics from two
+random batches, then fake quant (the config's ``quant`` section or the defaults) whose
+activation scales have seen two more. FLOPs are paddle.flops' count at batch 1
+(multiply-accumulates of convs/linears plus the other ops it counts). Latency is batch 1 at
+360x480 (CamVid), exported with a fixed input shape, median and p90 of ``--runs`` timed runs
+after ``--warmup`` untimed ones, FP32 and INT8 of one network measured one after the other
+in the same process; "INT8 fast" is the INT8 export with ``--argmax_before_resize``. The
+mIoU columns come from the JSON files ``tools/compare_int8.py --result_json`` writes
+(``--results``), matched to a zoo config by the model section.
 """
 import argparse
 import csv
@@ -25,7 +28,9 @@ from segq.cli import set_default_threads
 set_default_threads()
 
 COLUMNS = ["model", "backbone", "config", "params_m", "gflops_512x512", "gflops_360x480",
-           "fp32_ms", "fp32_p90_ms", "fp32_miou", "int8_miou", "int8_ms"]
+           "fp32_ms", "fp32_p90_ms", "int8_ms", "int8_p90_ms", "speedup", "int8_fast_ms",
+           "fp32_miou", "int8_miou"]
+SHAPE = [1, 3, 360, 480]
 
 
 def describe(cfg) -> tuple[str, str]:
@@ -45,18 +50,54 @@ def fmt(value) -> str:
 
 
 def measured_columns(measured: list[dict], model_section: dict) -> dict:
-    """fp32_miou / int8_miou / int8_ms of the comparison run whose model section is this
-    config's (the FP32 dygraph and the Paddle Inference INT8 rows)."""
+    """fp32_miou / int8_miou of the comparison run whose model section is this config's (the
+    FP32 dygraph and the Paddle Inference INT8 rows)."""
     model_section = json.loads(json.dumps(model_section))  # tuples -> lists, as in the files
     for run in measured:
         if run.get("model_config") != model_section:
             continue
         rows = {(r["stage"], r["precision"]): r for r in run["rows"]}
-        int8 = rows.get(("Paddle Inference oneDNN", "int8"), {})
         return {"fp32_miou": rows.get(("dygraph", "fp32"), {}).get("miou"),
-                "int8_miou": int8.get("miou"),
-                "int8_ms": round(int8["latency_ms"], 1) if "latency_ms" in int8 else None}
+                "int8_miou": rows.get(("Paddle Inference oneDNN", "int8"), {}).get("miou")}
     return {}
+
+
+def random_weight_latencies(cfg, model, work_dir: Path, threads: int, warmup: int, runs: int):
+    """FP32, INT8 and INT8-argmax-before-resize latency stats of ``model`` (random weights,
+    eval mode); ``model`` gets fake quant inserted in place."""
+    import paddle
+
+    from segq.benchmark import measure_latency
+    from segq.export import export_inference_model
+    from segq.inference import PaddleInferenceModel
+    from segq.quant.paddleslim_adapter import prepare_qat
+    from segq.quant.qat import export_qat_model, observe_activation_ranges, quant_config_of
+
+    fp32_dir = export_inference_model(model, work_dir / "fp32", input_shape=SHAPE)
+    qat = prepare_qat(model, quant_config_of(cfg))
+    observe_activation_ranges(qat, [paddle.randn([2, 3, 240, 240]) for _ in range(2)])
+    int8_dir = export_qat_model(cfg, qat, str(work_dir / "int8"), SHAPE)
+    fast_dir = export_qat_model(cfg, qat, str(work_dir / "int8_fast"), SHAPE,
+                                argmax_before_resize=True)
+    batch = np.random.default_rng(0).normal(size=SHAPE).astype("float32")
+    stats = {}
+    for key, model_dir, int8 in [("fp32", fp32_dir, False), ("int8", int8_dir, True),
+                                 ("int8_fast", fast_dir, True)]:
+        runner = PaddleInferenceModel(model_dir, cpu_threads=threads, int8=int8)
+        stats[key] = measure_latency(runner.run, batch, warmup, runs)
+        del runner
+    return stats
+
+
+def settle_batchnorm(model, batches: int = 2) -> None:
+    """Non-trivial BatchNorm statistics for a random-weight model (train-mode forwards)."""
+    import paddle
+
+    model.train()
+    with paddle.no_grad():
+        for _ in range(batches):
+            model(paddle.randn([2, 3, 240, 240]))
+    model.eval()
 
 
 def main(argv=None):
@@ -73,11 +114,8 @@ def main(argv=None):
     import paddle
     from tqdm import tqdm
 
-    from segq.benchmark import measure_latency
     from segq.config import load_config
     from segq.engine.workflows import build_model_for, run_environment
-    from segq.export import export_inference_model
-    from segq.inference import PaddleInferenceModel
 
     paths = sorted({f for pattern in args.configs for f in glob.glob(pattern)})
     if not paths:
@@ -93,24 +131,26 @@ def main(argv=None):
             continue  # the same network on another schedule: one row per network
         seen.add(network)
         model = build_model_for(cfg)
-        model.eval()
+        settle_batchnorm(model)
         params = sum(int(np.prod(p.shape)) for p in model.parameters() if not p.stop_gradient)
         flops = {hw: paddle.flops(model, [1, 3, *hw], print_detail=False) / 1e9
                  for hw in ((512, 512), (360, 480))}
         with tempfile.TemporaryDirectory() as tmp:
-            export_inference_model(model, tmp, input_shape=[1, 3, 360, 480])
-            runner = PaddleInferenceModel(tmp, use_mkldnn=True, cpu_threads=args.threads)
-            batch = np.random.default_rng(0).normal(size=(1, 3, 360, 480)).astype("float32")
-            lat = measure_latency(runner.run, batch, args.warmup, args.runs)
+            lat = random_weight_latencies(cfg, model, Path(tmp), args.threads, args.warmup,
+                                          args.runs)
         arch, backbone = describe(cfg)
         known = measured_columns(measured, cfg.model.to_dict())
         rows.append({"model": arch, "backbone": backbone, "config": path,
                      "params_m": round(params / 1e6, 2),
                      "gflops_512x512": round(flops[(512, 512)], 2),
                      "gflops_360x480": round(flops[(360, 480)], 2),
-                     "fp32_ms": round(lat.median_ms, 1), "fp32_p90_ms": round(lat.p90_ms, 1),
-                     "fp32_miou": known.get("fp32_miou"), "int8_miou": known.get("int8_miou"),
-                     "int8_ms": known.get("int8_ms")})
+                     "fp32_ms": round(lat["fp32"].median_ms, 1),
+                     "fp32_p90_ms": round(lat["fp32"].p90_ms, 1),
+                     "int8_ms": round(lat["int8"].median_ms, 1),
+                     "int8_p90_ms": round(lat["int8"].p90_ms, 1),
+                     "speedup": round(lat["fp32"].median_ms / lat["int8"].median_ms, 2),
+                     "int8_fast_ms": round(lat["int8_fast"].median_ms, 1),
+                     "fp32_miou": known.get("fp32_miou"), "int8_miou": known.get("int8_miou")})
 
     env = run_environment()
     env["threads"] = args.threads
@@ -127,21 +167,23 @@ def main(argv=None):
         f"Generated by `python tools/model_zoo_table.py --threads {args.threads} "
         f"--warmup {args.warmup} --runs {args.runs}` on {env['cpu']} "
         f"({env['cores']} cores), {args.threads} threads, paddle {env['paddle']}.",
-        "Latency: Paddle Inference FP32 with oneDNN, batch 1, 1x3x360x480 input, median (p90) "
-        f"of {args.runs} runs after {args.warmup} warm-up runs; random weights.",
+        "Latency: Paddle Inference with oneDNN, FP32 and INT8 (QAT export), batch 1, "
+        f"1x3x360x480 input, median (p90) of {args.runs} runs after {args.warmup} warm-up runs; "
+        "random weights. Speed-up: FP32 over INT8 median, measured side by side. INT8 fast: "
+        "the INT8 export with `--argmax_before_resize`.",
         "GFLOPs: `paddle.flops` at batch 1. mIoU columns: CamVid val (101 images, 360x480) of "
-        "the trained FP32 model and of its QAT INT8 export under Paddle Inference; INT8 ms is "
-        "measured beside its own FP32 in that comparison run (docs/results.md, "
-        "docs/results/*.json).",
+        "the trained FP32 model and of its QAT INT8 export under Paddle Inference "
+        "(docs/results.md, docs/results/*.json).",
         "",
         "| model | backbone | params (M) | GFLOPs 512x512 | GFLOPs 360x480 | FP32 ms | "
-        "FP32 mIoU | INT8 mIoU | INT8 ms | config |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "INT8 ms | speed-up | INT8 fast ms | FP32 mIoU | INT8 mIoU | config |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(f"| {r['model']} | {r['backbone']} | {r['params_m']} | {r['gflops_512x512']} | "
                      f"{r['gflops_360x480']} | {r['fp32_ms']} ({r['fp32_p90_ms']}) | "
-                     f"{fmt(r['fp32_miou'])} | {fmt(r['int8_miou'])} | {fmt(r['int8_ms'])} | "
+                     f"{r['int8_ms']} ({r['int8_p90_ms']}) | {r['speedup']}x | "
+                     f"{r['int8_fast_ms']} | {fmt(r['fp32_miou'])} | {fmt(r['int8_miou'])} | "
                      f"`{r['config']}` |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -41,6 +41,26 @@ def qat_model_for(cfg: SegConfig, fp32_weights: str | None = None,
     return qat
 
 
+def observe_activation_ranges(qat: QATModel, batches) -> None:
+    """Let the activation quantizers of ``qat`` see ``batches`` (tensors), leaving the weights
+    and the BatchNorm statistics as they are; the model ends in eval mode.
+
+    The moving-average observers only update in train mode, while BatchNorm in train mode
+    would re-estimate its statistics from these batches, so BatchNorm layers stay in eval
+    mode (scales and statistics then agree, as after fine-tuning). Used to give a model that
+    did not go through QAT (random weights, for speed measurements and tests) usable scales."""
+    import paddle
+
+    qat.model.train()
+    for layer in qat.model.sublayers():
+        if isinstance(layer, (paddle.nn.BatchNorm2D, paddle.nn.SyncBatchNorm)):
+            layer.eval()
+    with paddle.no_grad():
+        for batch in batches:
+            qat.model(batch)
+    qat.model.eval()
+
+
 def qat_train(cfg: SegConfig, opts: TrainOptions):
     """Fine-tune with fake quant from the FP32 weights in ``opts.model_path``
     (``opts.resume_model`` continues a QAT run instead)."""
