@@ -62,42 +62,21 @@ def measured_columns(measured: list[dict], model_section: dict) -> dict:
     return {}
 
 
-def random_weight_latencies(cfg, model, work_dir: Path, threads: int, warmup: int, runs: int):
-    """FP32, INT8 and INT8-argmax-before-resize latency stats of ``model`` (random weights,
-    eval mode); ``model`` gets fake quant inserted in place."""
-    import paddle
-
+def random_weight_latencies(cfg, work_dir: Path, threads: int, warmup: int, runs: int):
+    """FP32, INT8 and INT8-argmax-before-resize latency stats of the config's network with
+    random weights, measured one after the other."""
     from segq.benchmark import measure_latency
-    from segq.export import export_inference_model
+    from segq.deploy.random_exports import EXPORT_NAMES, random_weight_exports
     from segq.inference import PaddleInferenceModel
-    from segq.quant.paddleslim_adapter import prepare_qat
-    from segq.quant.qat import export_qat_model, observe_activation_ranges, quant_config_of
 
-    fp32_dir = export_inference_model(model, work_dir / "fp32", input_shape=SHAPE)
-    qat = prepare_qat(model, quant_config_of(cfg))
-    observe_activation_ranges(qat, [paddle.randn([2, 3, 240, 240]) for _ in range(2)])
-    int8_dir = export_qat_model(cfg, qat, str(work_dir / "int8"), SHAPE)
-    fast_dir = export_qat_model(cfg, qat, str(work_dir / "int8_fast"), SHAPE,
-                                argmax_before_resize=True)
+    dirs = random_weight_exports(cfg, work_dir, SHAPE)
     batch = np.random.default_rng(0).normal(size=SHAPE).astype("float32")
     stats = {}
-    for key, model_dir, int8 in [("fp32", fp32_dir, False), ("int8", int8_dir, True),
-                                 ("int8_fast", fast_dir, True)]:
-        runner = PaddleInferenceModel(model_dir, cpu_threads=threads, int8=int8)
-        stats[key] = measure_latency(runner.run, batch, warmup, runs)
+    for name in EXPORT_NAMES:
+        runner = PaddleInferenceModel(dirs[name], cpu_threads=threads, int8=name != "fp32")
+        stats[name] = measure_latency(runner.run, batch, warmup, runs)
         del runner
     return stats
-
-
-def settle_batchnorm(model, batches: int = 2) -> None:
-    """Non-trivial BatchNorm statistics for a random-weight model (train-mode forwards)."""
-    import paddle
-
-    model.train()
-    with paddle.no_grad():
-        for _ in range(batches):
-            model(paddle.randn([2, 3, 240, 240]))
-    model.eval()
 
 
 def main(argv=None):
@@ -131,13 +110,12 @@ def main(argv=None):
             continue  # the same network on another schedule: one row per network
         seen.add(network)
         model = build_model_for(cfg)
-        settle_batchnorm(model)
+        model.eval()
         params = sum(int(np.prod(p.shape)) for p in model.parameters() if not p.stop_gradient)
         flops = {hw: paddle.flops(model, [1, 3, *hw], print_detail=False) / 1e9
                  for hw in ((512, 512), (360, 480))}
         with tempfile.TemporaryDirectory() as tmp:
-            lat = random_weight_latencies(cfg, model, Path(tmp), args.threads, args.warmup,
-                                          args.runs)
+            lat = random_weight_latencies(cfg, Path(tmp), args.threads, args.warmup, args.runs)
         arch, backbone = describe(cfg)
         known = measured_columns(measured, cfg.model.to_dict())
         rows.append({"model": arch, "backbone": backbone, "config": path,

@@ -1,0 +1,50 @@
+"""Exports of a config's network with random weights, for speed measurements: latency does
+not depend on weight values, so the FP32 / INT8 speed of every zoo network can be measured
+(and profiled) without training it. The mIoU of such models means nothing.
+
+Weights are random with BatchNorm statistics from a few random batches; the INT8 export is
+fake quant (the config's ``quant`` section, or the defaults) whose activation scales have
+seen a few more random batches."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import paddle
+
+from ..config import SegConfig
+
+CALIBRATION_SHAPE = [2, 3, 240, 240]
+EXPORT_NAMES = ("fp32", "int8", "int8_fast")
+
+
+def settle_batchnorm(model: paddle.nn.Layer, batches: int = 2) -> None:
+    """Non-trivial BatchNorm statistics for a random-weight model (train-mode forwards); the
+    model ends in eval mode."""
+    model.train()
+    with paddle.no_grad():
+        for _ in range(batches):
+            model(paddle.randn(CALIBRATION_SHAPE))
+    model.eval()
+
+
+def random_weight_exports(cfg: SegConfig, save_dir: str | os.PathLike,
+                          input_shape: list[int], seed: int = 0) -> dict[str, Path]:
+    """Write ``save_dir/fp32`` (FP32), ``save_dir/int8`` (QAT INT8) and ``save_dir/int8_fast``
+    (INT8 with ``argmax_before_resize``) exports of the config's network with random weights
+    at ``input_shape``; returns {name: export dir}."""
+    from ..engine.workflows import build_model_for, export_model
+    from ..quant.paddleslim_adapter import prepare_qat
+    from ..quant.qat import export_qat_model, observe_activation_ranges, quant_config_of
+
+    paddle.seed(seed)
+    save_dir = Path(save_dir)
+    model = build_model_for(cfg)
+    settle_batchnorm(model)
+    dirs = {"fp32": export_model(cfg, model, str(save_dir / "fp32"), input_shape)}
+    qat = prepare_qat(model, quant_config_of(cfg))  # in place: the FP32 export comes first
+    observe_activation_ranges(qat, [paddle.randn(CALIBRATION_SHAPE) for _ in range(2)])
+    dirs["int8"] = export_qat_model(cfg, qat, str(save_dir / "int8"), input_shape)
+    dirs["int8_fast"] = export_qat_model(cfg, qat, str(save_dir / "int8_fast"), input_shape,
+                                         argmax_before_resize=True)
+    return dirs
