@@ -27,8 +27,19 @@ def test_three_exports_of_one_network_run(tmp_path):
     assert (labels["int8"] == labels["fp32"]).mean() > 0.8
 
 
-def test_cli_writes_under_save_dir(tmp_path, capsys):
-    main(["--config", DEMO, "--save_dir", str(tmp_path), "--input_shape", *map(str, SHAPE)])
+def test_cli_writes_under_save_dir_and_the_openvino_models_profile(tmp_path, capsys):
+    """--onnx adds the FP32 / INT8 ONNX files and the NNCF peer; the profiler takes the
+    peer's .xml file directly."""
+    from tools.profile_inference import main as profile_main
+
+    main(["--config", DEMO, "--save_dir", str(tmp_path), "--input_shape", *map(str, SHAPE),
+          "--onnx"])
     printed = capsys.readouterr().out
     for name in ("fp32", "int8", "int8_fast"):
         assert (tmp_path / name / "deploy.yaml").is_file() and f"{name}: " in printed
+    peer = tmp_path / "nncf" / "model.xml"
+    assert peer.is_file() and (tmp_path / "int8" / "model.onnx").is_file()
+    profile_main(["--model_dir", str(peer), str(tmp_path / "int8"), "--backend", "openvino",
+                  "--input_shape", *map(str, SHAPE), "--cpu_threads", "1", "--runs", "2"])
+    tables = capsys.readouterr().out
+    assert f"### {peer}: openvino" in tables and f"### {tmp_path / 'int8'}: openvino INT8" in tables

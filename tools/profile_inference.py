@@ -1,6 +1,7 @@
 """Per-op time of exported models under Paddle Inference (oneDNN) or OpenVINO: where the
 milliseconds go, FP32 against INT8. Prints Markdown tables; --out appends them with the command.
 python tools/profile_inference.py --model_dir D [D ...] --backend paddle|openvino
+    (with openvino, a D may also be an .onnx or OpenVINO .xml file, e.g. a peer's model)
     [--input_shape 1 3 360 480] [--cpu_threads 2] [--runs 30] [--out F --title T]"""
 import argparse
 
@@ -32,7 +33,13 @@ def main(argv=None):
 
     batch = np.random.default_rng(0).standard_normal(args.input_shape).astype("float32")
     tables = []
+    from pathlib import Path
+
     for model_dir in args.model_dir:
+        if args.backend == "openvino" and Path(model_dir).is_file():
+            ops = profile_openvino(model_dir, batch, args.cpu_threads, args.runs)
+            tables.append(profile_markdown(f"{model_dir}: {args.backend}", ops))
+            continue
         int8 = load_deploy_info(model_dir).is_quantized
         if args.backend == "paddle":
             ops = profile_paddle(model_dir, batch, int8, args.cpu_threads, args.runs)

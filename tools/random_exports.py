@@ -1,7 +1,8 @@
 """FP32, INT8 and INT8-argmax-before-resize exports of a config's network with random weights,
 for speed measurements and profiles without training (see segq.deploy.random_exports):
-python tools/random_exports.py --config C --save_dir D [--input_shape 1 3 360 480]
-    writes D/fp32, D/int8, D/int8_fast"""
+python tools/random_exports.py --config C --save_dir D [--input_shape 1 3 360 480] [--onnx]
+    writes D/fp32, D/int8, D/int8_fast; with --onnx also their model.onnx (FP32, INT8) and
+    D/nncf/model.xml, NNCF's post-training INT8 of the FP32 model (random calibration data)"""
 from segq.cli import build_parser, config_opts, run_cli, set_default_threads
 
 set_default_threads()
@@ -12,14 +13,19 @@ def main(argv=None):
     p.add_argument("--save_dir", required=True, help="the three exports go under it")
     p.add_argument("--input_shape", type=int, nargs=4, default=[1, 3, 360, 480],
                    metavar=("N", "C", "H", "W"), help="the exports' fixed input shape")
+    p.add_argument("--onnx", action="store_true",
+                   help="also the ONNX files and the NNCF peer (for OpenVINO comparisons)")
     args = p.parse_args(argv)
     from segq.config import load_config
-    from segq.deploy.random_exports import random_weight_exports
+    from segq.deploy.random_exports import onnx_and_nncf_peer, random_weight_exports
 
     cfg = load_config(args.config, config_opts(args))
-    for name, path in random_weight_exports(cfg, args.save_dir, args.input_shape,
-                                            seed=args.seed).items():
+    dirs = random_weight_exports(cfg, args.save_dir, args.input_shape, seed=args.seed)
+    for name, path in dirs.items():
         print(f"{name}: {path}")
+    if args.onnx:
+        for name, path in onnx_and_nncf_peer(dirs, args.save_dir, args.input_shape).items():
+            print(f"{name} (OpenVINO): {path}")
 
 
 if __name__ == "__main__":

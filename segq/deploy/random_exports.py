@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import paddle
 
 from ..config import SegConfig
@@ -48,3 +49,18 @@ def random_weight_exports(cfg: SegConfig, save_dir: str | os.PathLike,
     dirs["int8_fast"] = export_qat_model(cfg, qat, str(save_dir / "int8_fast"), input_shape,
                                          argmax_before_resize=True)
     return dirs
+
+
+def onnx_and_nncf_peer(dirs: dict[str, Path], save_dir: str | os.PathLike,
+                       input_shape: list[int], calib_batches: int = 8) -> dict[str, Path]:
+    """ONNX files of the FP32 and INT8 exports in ``dirs`` and the NNCF post-training INT8
+    model of the FP32 one (``save_dir/nncf/model.xml``, calibrated on random batches), for
+    OpenVINO speed comparisons; returns {name: model file}."""
+    from .onnx_export import export_onnx
+    from .peer_ptq import nncf_quantize
+
+    files = {name: export_onnx(dirs[name]) for name in ("fp32", "int8")}
+    rng = np.random.default_rng(0)
+    batches = [rng.standard_normal(input_shape).astype("float32") for _ in range(calib_batches)]
+    files["nncf"] = nncf_quantize(files["fp32"], Path(save_dir) / "nncf" / "model.xml", batches)
+    return files
