@@ -106,9 +106,11 @@ def main(argv=None):
     seen = set()
     for path in tqdm(paths, desc="models"):
         cfg = load_config(path)
-        network = json.dumps(cfg.model.to_dict(), sort_keys=True)
+        network = json.dumps([cfg.model.to_dict(), cfg.quant and cfg.quant.model_dump(mode="json")],
+                             sort_keys=True)
         if network in seen:
-            continue  # the same network on another schedule: one row per network
+            continue  # the same network on another schedule: one row per network and quant
+
         seen.add(network)
         model = build_model_for(cfg)
         model.eval()
