@@ -81,7 +81,9 @@ def random_weight_latencies(cfg, work_dir: Path, threads: int, warmup: int, runs
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--configs", nargs="+", default=["configs/*/*_camvid_*.yml"])
+    p.add_argument("--configs", nargs="+", default=None,
+                   help="default: the zoo's CamVid configs (configs/*/*_camvid_*.yml outside "
+                        "configs/quant)")
     p.add_argument("--out", default="docs/model_zoo", help="output path without suffix")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--warmup", type=int, default=10)
@@ -97,9 +99,11 @@ def main(argv=None):
     from segq.config import load_config
     from segq.engine.workflows import build_model_for, run_environment
 
-    paths = sorted({f for pattern in args.configs for f in glob.glob(pattern)})
+    patterns = args.configs or ["configs/*/*_camvid_*.yml"]
+    paths = sorted({f for pattern in patterns for f in glob.glob(pattern)
+                    if args.configs or Path(f).parent.name != "quant"})
     if not paths:
-        raise SystemExit(f"no config matches {args.configs}")
+        raise SystemExit(f"no config matches {patterns}")
     measured = [json.loads(Path(f).read_text())
                 for pattern in args.results for f in sorted(glob.glob(pattern))]
     rows = []
