@@ -1,6 +1,6 @@
 """tools/model_zoo_table.py fills a zoo row's mIoU columns from the comparison run of the same
 model section, and from no other."""
-from tools.model_zoo_table import measured_columns
+from tools.model_zoo_table import measured_columns, zoo_configs
 
 
 def comparison(model_config):
@@ -21,3 +21,12 @@ def test_columns_come_from_the_run_of_the_same_model_section():
     assert measured_columns(runs, lite) == {}  # STDC1 was not measured
     runs.append(comparison({**lite, "arm_out_chs": [32, 64, 128]}))
     assert measured_columns(runs, lite)["int8_miou"] == 0.567  # tuples match lists
+
+
+def test_default_configs_are_the_fp32_camvid_zoo_and_patterns_are_taken_as_given():
+    default = zoo_configs(None)
+    assert "configs/bisenetv2/bisenetv2_camvid_360x480_2400.yml" in default
+    assert not [c for c in default if "/quant/" in c or "cityscapes" in c]
+    assert zoo_configs(["configs/quant/bisenetv2_*.yml"]) == [
+        "configs/quant/bisenetv2_camvid_360x480_qat600.yml",
+        "configs/quant/bisenetv2_camvid_360x480_qat600_openvino.yml"]

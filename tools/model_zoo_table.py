@@ -62,6 +62,18 @@ def measured_columns(measured: list[dict], model_section: dict) -> dict:
     return {}
 
 
+def zoo_configs(patterns: list[str] | None) -> list[str]:
+    """The configs matched by ``patterns``; by default the zoo's CamVid configs, without the
+    QAT ones (configs/quant), which share their FP32 network's model section."""
+    default = patterns is None
+    paths = sorted({f for pattern in (patterns or ["configs/*/*_camvid_*.yml"])
+                    for f in glob.glob(pattern)
+                    if not default or Path(f).parent.name != "quant"})
+    if not paths:
+        raise SystemExit(f"no config matches {patterns}")
+    return paths
+
+
 def random_weight_latencies(cfg, work_dir: Path, threads: int, warmup: int, runs: int):
     """FP32, INT8 and INT8-argmax-before-resize latency stats of the config's network with
     random weights, measured one after the other."""
@@ -99,11 +111,7 @@ def main(argv=None):
     from segq.config import load_config
     from segq.engine.workflows import build_model_for, run_environment
 
-    patterns = args.configs or ["configs/*/*_camvid_*.yml"]
-    paths = sorted({f for pattern in patterns for f in glob.glob(pattern)
-                    if args.configs or Path(f).parent.name != "quant"})
-    if not paths:
-        raise SystemExit(f"no config matches {patterns}")
+    paths = zoo_configs(args.configs)
     measured = [json.loads(Path(f).read_text())
                 for pattern in args.results for f in sorted(glob.glob(pattern))]
     rows = []
