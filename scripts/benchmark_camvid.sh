@@ -3,11 +3,7 @@
 # for each, the FP32 and QAT exports at 360x480 (each also with --argmax_before_resize), then
 # deploy/python/benchmark.py, whose tables land in docs/benchmark/.
 #   bash scripts/benchmark_camvid.sh [bisenetv2] [pp_liteseg_t] [deeplabv3p_r18]   (default: all)
-# Expects output/<name>_camvid/best_model (FP32) and output/<name>_camvid_qat/best_model (QAT);
-# for DeepLabV3+ the FP32 model is output/deeplabv3p_r18_camvid_ft600/best_model, the FP32
-# fine-tune on QAT's schedule (docs/results.md): its 1600-iteration FP32 run is far from
-# converged, and the peers' post-training INT8 should start from an FP32 model trained as
-# long as the QAT one.
+# Expects output/<name>_camvid/best_model (FP32) and output/<name>_camvid_qat/best_model (QAT).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
 declare -A FP32_CFG=(
@@ -18,18 +14,16 @@ declare -A QAT_CFG=(
   [bisenetv2]=configs/quant/bisenetv2_camvid_360x480_qat600.yml
   [pp_liteseg_t]=configs/quant/pp_liteseg_stdc1_camvid_360x480_qat600.yml
   [deeplabv3p_r18]=configs/quant/deeplabv3p_resnet18_vd_os16_camvid_360x480_qat600.yml)
-declare -A FP32_RUN=([deeplabv3p_r18]=output/deeplabv3p_r18_camvid_ft600)
 SHAPE="-1 3 360 480"
 nets=("$@")
 [ ${#nets[@]} -gt 0 ] || nets=(bisenetv2 pp_liteseg_t deeplabv3p_r18)
 for net in "${nets[@]}"; do
   run=output/${net}_camvid
-  fp32_run=${FP32_RUN[$net]:-$run}
   out=output/benchmark/$net
   echo "== $net: exports"
-  python export.py --config "${FP32_CFG[$net]}" --model_path "$fp32_run/best_model/model.pdparams" \
+  python export.py --config "${FP32_CFG[$net]}" --model_path "$run/best_model/model.pdparams" \
       --save_dir "$out/fp32" --input_shape $SHAPE
-  python export.py --config "${FP32_CFG[$net]}" --model_path "$fp32_run/best_model/model.pdparams" \
+  python export.py --config "${FP32_CFG[$net]}" --model_path "$run/best_model/model.pdparams" \
       --save_dir "$out/fp32_fast" --input_shape $SHAPE --argmax_before_resize
   python slim/qat_export.py --config "${QAT_CFG[$net]}" \
       --model_path "${run}_qat/best_model/model.pdparams" --save_dir "$out/int8" --input_shape $SHAPE
