@@ -98,3 +98,29 @@ def test_resolved_config_round_trips(tmp_path):
     again = load_config(tmp_path / "config.yml")
     assert again == cfg
     assert "_base_" not in yaml.safe_load((tmp_path / "config.yml").read_text())
+
+
+def test_repo_configs_raise_no_recipe_warnings():
+    from segq.config.validate import recipe_warnings
+
+    tops = [c for c in sorted((REPO / "configs").rglob("*.yml")) if "_base_" not in c.parts]
+    assert {str(c): recipe_warnings(load_config(c)) for c in tops
+            if recipe_warnings(load_config(c))} == {}
+
+
+@pytest.mark.parametrize("rates, crop, warned", [
+    ("[1,6,12,18]", "[240,240]", [18]),      # 15x15 train maps at output stride 16
+    ("[1,6,12,18]", "[320,240]", [18]),      # the shorter side counts
+    ("[1,6,12,18]", "[320,320]", []),        # 20x20: every branch sees data
+    ("[1,15,16]", "[240,240]", [15, 16]),
+])
+def test_atrous_rates_at_least_the_train_feature_map_are_warned(rates, crop, warned):
+    from segq.config.validate import recipe_warnings
+
+    cfg = load_config(REPO / "configs/deeplabv3p/deeplabv3p_resnet18_vd_os16_camvid_360x480_2400.yml",
+                      [f"model.aspp_ratios={rates}", f"train_dataset.transforms.1.crop_size={crop}"])
+    warnings = recipe_warnings(cfg)
+    if not warned:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1 and warnings[0].startswith(f"model.aspp_ratios: rate(s) {warned}")

@@ -61,8 +61,12 @@ def train(cfg: SegConfig, opts: TrainOptions, model: paddle.nn.Layer | None = No
     one trained with (QAT adds distillation that way)."""
     from ..data.loader import build_train_loader
 
+    from ..config.validate import recipe_warnings
+
     rank, world = _distributed()
     seed_everything(opts.seed + rank)
+    for warning in recipe_warnings(cfg):
+        logger.warning(warning)
     save_dir = Path(opts.save_dir)
     if rank == 0:
         dump_config(cfg, save_dir / "config.yml")
