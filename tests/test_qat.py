@@ -147,6 +147,7 @@ def test_compare_int8_reports_both_precisions_side_by_side(tmp_path, qat_run, fp
     assert r.returncode == 0, r.stderr
     report = json.loads((tmp_path / "rows.json").read_text())
     assert report["model_config"]["type"] == "BiSeNetV2"
+    assert report["quant_config"]["skip_layers"] == ["head.conv_1x1"]
     assert report["command"].startswith("python tools/compare_int8.py --config")
     rows = report["rows"]
     assert [(row["stage"], row["precision"]) for row in rows] == [

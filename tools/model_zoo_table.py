@@ -49,12 +49,16 @@ def fmt(value) -> str:
     return f"{value:.4f}" if isinstance(value, float) and value < 1 else str(value)
 
 
-def measured_columns(measured: list[dict], model_section: dict) -> dict:
+def measured_columns(measured: list[dict], model_section: dict,
+                     quant_section: dict | None = None) -> dict:
     """fp32_miou / int8_miou of the comparison run whose model section is this config's (the
-    FP32 dygraph and the Paddle Inference INT8 rows)."""
+    FP32 dygraph and the Paddle Inference INT8 rows). A QAT config (``quant_section`` given)
+    only takes a run that recorded the same quant section: its INT8 model is its own."""
     model_section = json.loads(json.dumps(model_section))  # tuples -> lists, as in the files
     for run in measured:
         if run.get("model_config") != model_section:
+            continue
+        if quant_section is not None and run.get("quant_config") != quant_section:
             continue
         rows = {(r["stage"], r["precision"]): r for r in run["rows"]}
         return {"fp32_miou": rows.get(("dygraph", "fp32"), {}).get("miou"),
@@ -122,7 +126,6 @@ def main(argv=None):
                              sort_keys=True)
         if network in seen:
             continue  # the same network on another schedule: one row per network and quant
-
         seen.add(network)
         model = build_model_for(cfg)
         model.eval()
@@ -132,7 +135,8 @@ def main(argv=None):
         with tempfile.TemporaryDirectory() as tmp:
             lat = random_weight_latencies(cfg, Path(tmp), args.threads, args.warmup, args.runs)
         arch, backbone = describe(cfg)
-        known = measured_columns(measured, cfg.model.to_dict())
+        known = measured_columns(measured, cfg.model.to_dict(),
+                                 cfg.quant.model_dump(mode="json") if cfg.quant else None)
         rows.append({"model": arch, "backbone": backbone, "config": path,
                      "params_m": round(params / 1e6, 2),
                      "gflops_512x512": round(flops[(512, 512)], 2),

@@ -89,13 +89,15 @@ def rows_markdown(rows: list[CompareRow], input_shape: list[int], cpu_threads: i
 
 def write_rows(rows: list[CompareRow], path: str | Path, cfg: SegConfig | None = None,
                command: str | None = None) -> None:
-    """JSON with the rows, the environment, the command and the config's model section (by
-    which tools/model_zoo_table.py finds the zoo row)."""
+    """JSON with the rows, the environment, the command and the config's model and quant
+    sections (by which tools/model_zoo_table.py finds the zoo row)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
         "command": command, "environment": run_environment(),
         "model_config": cfg.model.to_dict() if cfg is not None else None,
+        "quant_config": (cfg.quant.model_dump(mode="json")
+                         if cfg is not None and cfg.quant is not None else None),
         "rows": [asdict(r) for r in rows]}, indent=2))
 
 
