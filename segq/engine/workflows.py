@@ -59,9 +59,8 @@ def train(cfg: SegConfig, opts: TrainOptions, model: paddle.nn.Layer | None = No
 
     ``wrap_loss`` maps the config's loss ``fn(logits, label, img) -> (loss, terms)`` to the
     one trained with (QAT adds distillation that way)."""
-    from ..data.loader import build_train_loader
-
     from ..config.validate import recipe_warnings
+    from ..data.loader import build_train_loader
 
     rank, world = _distributed()
     seed_everything(opts.seed + rank)

@@ -5,10 +5,10 @@ PaddleSlim's ``quant_post_static`` and quantized inference accept), tracing them
 ``paddle.pir_utils.OldIrGuard()``. In Paddle 3.3.1 about 56 functional APIs lost their legacy
 static branch: they call ``_C_ops.<op>`` directly, which accepts only PIR values, so tracing
 fails with "argument must be Value, but got Variable" (``F.sigmoid``, ``nn.Sigmoid``,
-``paddle.matmul``, ``paddle.bmm``, ``paddle.amax``, ``paddle.argmax``, ...). The old ops themselves
-still exist and run under Paddle Inference, so each function here calls the normal API in
-dygraph and PIR mode and, when tracing a legacy program, appends the old op through
-``LayerHelper``.
+``paddle.matmul``, ``paddle.bmm``, ``paddle.amax``, ``paddle.argmax``, ...). The old ops
+themselves still exist and run under Paddle Inference, so each function here calls the
+normal API in dygraph and PIR mode and, when tracing a legacy program, appends the old op
+through ``LayerHelper``.
 
 Every such workaround lives here, in one place, so it can be deleted when Paddle fixes the
 functional APIs (tests/test_export.py pins which APIs still fail). Functional ops that were
