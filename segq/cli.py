@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 
 GROUPS = ("train", "eval", "export", "predict", "deploy")
@@ -119,9 +118,10 @@ def setup_logging() -> None:
 
 
 def set_default_threads() -> None:
-    # `import paddle` sets OMP_NUM_THREADS=1 unless it is already set; default to the
-    # machine's cores so a user who set nothing is not silently single-threaded.
-    os.environ.setdefault("OMP_NUM_THREADS", str(os.cpu_count() or 1))
+    """Thread count and MKL dispatch defaults; call before paddle is imported."""
+    from .cpu_runtime import set_cpu_defaults
+
+    set_cpu_defaults()
 
 
 def run_cli(main, argv=None) -> int:

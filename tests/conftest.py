@@ -1,4 +1,5 @@
 import os; os.environ.setdefault("OMP_NUM_THREADS", "2")  # noqa: E401,E702  before paddle/cv2
+from segq.cpu_runtime import set_cpu_defaults; set_cpu_defaults()  # noqa: E402,E702  MKL on AMD
 
 from pathlib import Path
 

@@ -125,8 +125,11 @@ def cpu_model() -> str:
 
 def run_environment() -> dict:
     """What a timing depends on, recorded with every run."""
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "omp_threads": paddle_threads(),
-            "paddle": paddle.__version__}
+    env = {"cpu": cpu_model(), "cores": os.cpu_count(), "omp_threads": paddle_threads(),
+           "paddle": paddle.__version__}
+    if "MKL_DEBUG_CPU_TYPE" in os.environ:  # set on AMD CPUs by segq.cpu_runtime
+        env["mkl_cpu_type"] = os.environ["MKL_DEBUG_CPU_TYPE"]
+    return env
 
 
 def evaluate_model(cfg: SegConfig, model: paddle.nn.Layer, num_workers: int = 0,
