@@ -256,3 +256,39 @@ def test_danet_attention_paths_export(tmp_path):
     rng = np.random.default_rng(3)
     shapes = [(1, 3, 64, 96), (2, 3, 50, 70)]
     _export_and_run(model, tmp_path, [rng.normal(size=s).astype("float32") for s in shapes])
+
+
+def program_op_types(model_file) -> set[str]:
+    from paddle.base.proto import framework_pb2
+
+    program = framework_pb2.ProgramDesc()
+    program.ParseFromString(model_file.read_bytes())
+    return {op.type for block in program.blocks for op in block.ops}
+
+
+def test_channel_max_trains_through_topk_and_exports_as_reduce_max(tmp_path):
+    """max_over_channels: topk in dygraph (paddle.max's channel backward is slow), the
+    reduce_max op in exports (top_k_v2 is slow under Paddle Inference); same values."""
+    from segq.models.layers import max_over_channels
+
+    class ChannelMax(paddle.nn.Layer):
+        def forward(self, x):
+            return max_over_channels(x)
+
+    x = np.random.default_rng(0).integers(-3, 4, size=(2, 6, 5, 7)).astype("float32")
+    np.testing.assert_array_equal(max_over_channels(paddle.to_tensor(x)).numpy(),
+                                  x.max(axis=1, keepdims=True))
+    path = tmp_path / "model"
+    export_mod.save_legacy_inference_model(ChannelMax(), path, [-1, 6, -1, -1])
+    ops = program_op_types(tmp_path / "model.pdmodel")
+    assert "reduce_max" in ops and "top_k_v2" not in ops
+    from paddle.inference import Config, create_predictor
+
+    from segq.inference import run_predictor
+
+    config = Config()
+    config.set_prog_file(str(tmp_path / "model.pdmodel"))
+    config.enable_mkldnn()
+    config.disable_glog_info()
+    out = run_predictor(create_predictor(config), x)
+    np.testing.assert_array_equal(out, x.max(axis=1, keepdims=True))

@@ -11,9 +11,9 @@ Same structure and sublayer names as PaddleSeg's ``PPLiteSeg`` (``backbone``, ``
 with ``cm``/``arm_list``, ``seg_heads``), so its checkpoints load after
 :func:`segq.models.layers.fold_conv_bias_into_bn`. Export- and speed-driven differences: the
 sigmoid is :class:`~segq.models.layers.Sigmoid` (``F.sigmoid`` does not build under the legacy
-exporter) and the channel max of the spatial attention is ``topk(k=1)``
+exporter) and the channel max of the spatial attention is ``topk(k=1)`` in training
 (:func:`~segq.models.layers.max_over_channels`; ``paddle.max``'s backward along channels is
-pathologically slow in Paddle 3.3.1).
+pathologically slow in Paddle 3.3.1), ``reduce_max`` in exports.
 """
 from __future__ import annotations
 
