@@ -12,16 +12,21 @@ import os
 MKL_AMD_WORKAROUND = {"MKL_DEBUG_CPU_TYPE": "5"}
 
 
-def cpu_vendor(cpuinfo: str = "/proc/cpuinfo") -> str:
-    """The ``vendor_id`` of the first CPU ("GenuineIntel", "AuthenticAMD"), or "" if unknown."""
+def cpuinfo_field(name: str, cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The first CPU's ``name`` field of /proc/cpuinfo, or "" if there is none."""
     try:
         with open(cpuinfo, encoding="utf-8") as f:
             for line in f:
-                if line.startswith("vendor_id"):
+                if line.startswith(name):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
     return ""
+
+
+def cpu_vendor(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The ``vendor_id`` of the first CPU ("GenuineIntel", "AuthenticAMD"), or "" if unknown."""
+    return cpuinfo_field("vendor_id", cpuinfo)
 
 
 def set_cpu_defaults(environ=os.environ, vendor: str | None = None) -> None:

@@ -114,6 +114,7 @@ def main(argv=None):
 
     from segq.config import load_config
     from segq.engine.workflows import build_model_for, run_environment
+    from segq.quant.compare import quant_section
 
     paths = zoo_configs(args.configs)
     measured = [json.loads(Path(f).read_text())
@@ -135,8 +136,7 @@ def main(argv=None):
         with tempfile.TemporaryDirectory() as tmp:
             lat = random_weight_latencies(cfg, Path(tmp), args.threads, args.warmup, args.runs)
         arch, backbone = describe(cfg)
-        known = measured_columns(measured, cfg.model.to_dict(),
-                                 cfg.quant.model_dump(mode="json") if cfg.quant else None)
+        known = measured_columns(measured, cfg.model.to_dict(), quant_section(cfg))
         rows.append({"model": arch, "backbone": backbone, "config": path,
                      "params_m": round(params / 1e6, 2),
                      "gflops_512x512": round(flops[(512, 512)], 2),

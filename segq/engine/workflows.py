@@ -16,6 +16,7 @@ import paddle
 from .. import builders
 from ..checkpoint import TrainState, load_weights, resume_checkpoint, seed_everything
 from ..config import SegConfig, dump_config
+from ..cpu_runtime import cpuinfo_field
 from ..metrics import EvalResult
 from .evaluator import evaluate
 from .hooks import CheckpointHook, LoggerHook, LrSchedulerHook, TimerHook
@@ -113,14 +114,7 @@ def paddle_threads() -> str:
 
 
 def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpuinfo_field("model name") or platform.processor() or platform.machine()
 
 
 def run_environment() -> dict:

@@ -87,6 +87,12 @@ def rows_markdown(rows: list[CompareRow], input_shape: list[int], cpu_threads: i
     return "\n".join(lines)
 
 
+def quant_section(cfg: SegConfig) -> dict | None:
+    """The config's ``quant`` section as JSON data, as comparison files record it and
+    tools/model_zoo_table.py matches it."""
+    return cfg.quant.model_dump(mode="json") if cfg.quant is not None else None
+
+
 def write_rows(rows: list[CompareRow], path: str | Path, cfg: SegConfig | None = None,
                command: str | None = None) -> None:
     """JSON with the rows, the environment, the command and the config's model and quant
@@ -96,8 +102,7 @@ def write_rows(rows: list[CompareRow], path: str | Path, cfg: SegConfig | None =
     path.write_text(json.dumps({
         "command": command, "environment": run_environment(),
         "model_config": cfg.model.to_dict() if cfg is not None else None,
-        "quant_config": (cfg.quant.model_dump(mode="json")
-                         if cfg is not None and cfg.quant is not None else None),
+        "quant_config": quant_section(cfg) if cfg is not None else None,
         "rows": [asdict(r) for r in rows]}, indent=2))
 
 
