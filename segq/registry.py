@@ -74,6 +74,12 @@ class Registry:
                     hint = f" (did you mean '{close[0]}'?)" if close else ""
                     problems.append(f"{self.kind} {key} has no argument '{arg}'{hint}; "
                                     f"accepted: {', '.join(accepted)}")
+        for arg, value in kwargs.items():
+            expected = _NUMBER_ANNOTATIONS.get(params[arg].annotation) if arg in params else None
+            if expected is not None and (isinstance(value, bool)
+                                         or not isinstance(value, expected[0])):
+                problems.append(f"{self.kind} {key} argument '{arg}' expects {expected[1]}, "
+                                f"got {value!r} ({type(value).__name__})")
         for n, p in params.items():
             if (p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
                     and n not in kwargs and n != "self"):
@@ -96,6 +102,13 @@ class Registry:
         if problems:
             raise RegistryError("; ".join(problems))
         return target(**cfg)
+
+
+# Parameters annotated as plain numbers get their config values checked (a quoted "1e-5"
+# reaching Paddle's optimizer fails deep inside it); annotations may be strings under
+# ``from __future__ import annotations``.
+_NUMBER_ANNOTATIONS = {float: ((int, float), "a number"), "float": ((int, float), "a number"),
+                       int: ((int,), "an integer"), "int": ((int,), "an integer")}
 
 
 MODELS = Registry("model")

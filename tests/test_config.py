@@ -3,6 +3,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from segq.config import ConfigError, apply_opts, deep_merge, dump_config, load_config
 from segq.config.loader import load_yaml_with_bases
@@ -59,6 +61,30 @@ def test_opts_dotted_keys_and_list_indices():
 DEMO = REPO / "configs/demo/bisenetv2_synthetic_96x128_300.yml"
 
 
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_opts_read_every_python_float_spelling_as_that_float(x):
+    # str(1e-05) == "1e-05", which YAML 1.1 (PyYAML) alone reads as a string
+    for text in (repr(x), f"{x:e}", f"{x:E}"):
+        value = apply_opts({}, [f"v={text}"])["v"]
+        assert isinstance(value, float) and value == float(text), text
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("1e-5", 1e-5), ("-2E3", -2000.0), (".5e-3", 5e-4), ("1.e2", 100.0), ("1_0e1", 100.0),
+    ("10", 10), ("1_000", 1000), ("0x1f", 31), ("1e", "1e"), ("e5", "e5"), ("1e-5x", "1e-5x"),
+    ("'1e-5'", "1e-5"), ("[1e-4, 2]", [1e-4, 2]),
+])
+def test_exponent_floats_without_a_dot_are_floats_and_nothing_else_changes(text, expected):
+    value = apply_opts({}, [f"v={text}"])["v"]
+    assert value == expected and type(value) is type(expected)
+
+
+def test_a_file_learning_rate_in_exponent_form_is_a_float(tmp_path):
+    child = write(tmp_path / "c.yml", f"_base_: {DEMO}\nlr_scheduler:\n  learning_rate: 1e-5\n")
+    assert load_config(child).lr_scheduler.to_dict()["learning_rate"] == 1e-5
+
+
+
 def test_repo_configs_all_validate():
     configs = sorted((REPO / "configs").rglob("*.yml"))
     tops = [c for c in configs if "_base_" not in c.parts]
@@ -79,6 +105,10 @@ def test_repo_configs_all_validate():
     ("loss.types.0.type=CELoss", "loss.types.0.type: unknown loss"),
     ("optimizer.momentun=0.8", "optimizer: .*no argument 'momentun'"),
     ("test_config.is_slide=true", "is_slide: true needs crop_size"),
+    ("freeze_bn_stats=maybe", "freeze_bn_stats: Input should be a valid boolean"),
+    ("lr_scheduler.learning_rate='1e-4'",
+     "lr_scheduler: .*argument 'learning_rate' expects a number, got '1e-4' \\(str\\)"),
+    ("lr_scheduler.warmup_iters=5.5", "argument 'warmup_iters' expects an integer, got 5.5"),
 ])
 def test_validation_errors_name_file_and_key(opt, message):
     with pytest.raises(ConfigError, match=message) as info:

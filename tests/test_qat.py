@@ -87,6 +87,20 @@ def test_qat_with_distillation_and_folded_batchnorm_trains_and_exports(tmp_path,
     assert r.returncode == 2 and "FP32 teacher" in r.stderr
 
 
+def test_qat_with_frozen_bn_statistics_keeps_the_fp32_ones(tmp_path, fp32_checkpoint):
+    r = run("slim/qat_train.py", "--config", str(DEMO), "--iters", "2", "--save_interval", "2",
+            "--model_path", str(fp32_checkpoint), "--save_dir", str(tmp_path / "q"), *SMALL,
+            "freeze_bn_stats=true")
+    assert r.returncode == 0, r.stderr
+    assert "BatchNorm statistics frozen in" in r.stdout
+    fp32 = paddle.load(str(fp32_checkpoint))
+    qat = paddle.load(str(tmp_path / "q/iter_2/model.pdparams"))
+    stats = [k for k in fp32 if k.endswith(("._mean", "._variance"))]
+    assert stats and all(k in qat for k in stats)
+    for k in stats:
+        np.testing.assert_array_equal(fp32[k].numpy(), qat[k].numpy(), err_msg=k)
+
+
 def test_qat_needs_fp32_weights_and_matching_skip_layers(tmp_path, fp32_checkpoint):
     r = run("slim/qat_train.py", "--config", str(DEMO), "--save_dir", str(tmp_path), *SMALL)
     assert r.returncode == 2 and "give --model_path" in r.stderr

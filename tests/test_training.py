@@ -61,6 +61,23 @@ def test_resume_gives_the_same_state_as_an_uninterrupted_run(tmp_path, num_worke
     assert opt_a["LR_Scheduler"] == opt_b["LR_Scheduler"]
 
 
+@pytest.mark.parametrize("freeze", [False, True])
+def test_freeze_bn_stats_keeps_the_loaded_statistics_and_still_trains(tmp_path, freeze):
+    train(small_cfg(2), TrainOptions(save_dir=str(tmp_path / "fp32"), save_interval=2))
+    start = paddle.load(str(tmp_path / "fp32/iter_2/model.pdparams"))
+    train(small_cfg(2, [f"freeze_bn_stats={str(freeze).lower()}"]),
+          TrainOptions(save_dir=str(tmp_path / "ft"), save_interval=2,
+                       model_path=str(tmp_path / "fp32/iter_2/model.pdparams")))
+    end = paddle.load(str(tmp_path / "ft/iter_2/model.pdparams"))
+    stats = [k for k in start if k.endswith(("._mean", "._variance"))]
+    affine = [k.replace("._mean", ".weight") for k in stats if k.endswith("._mean")]
+    assert len(stats) > 20 and all(k in end for k in affine)
+    stats_moved = [k for k in stats if not np.array_equal(start[k].numpy(), end[k].numpy())]
+    assert (stats_moved == []) == freeze, stats_moved[:3]
+    # scale and shift learn either way
+    assert any(not np.array_equal(start[k].numpy(), end[k].numpy()) for k in affine)
+
+
 def test_evaluate_checkpoint_writes_result_json(tmp_path):
     cfg = small_cfg(2)
     train(cfg, TrainOptions(save_dir=str(tmp_path), save_interval=2))

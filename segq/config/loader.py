@@ -5,11 +5,14 @@ Rules (PaddleSeg's, made explicit):
   merged in order, then the file itself on top.
 - Dicts are deep-merged; lists and scalars are replaced whole. A dict holding
   ``_delete_: true`` replaces the inherited dict instead of merging into it (mmengine's rule).
-- Loading is ``yaml.safe_load``: a config never executes code.
+- Loading is ``yaml.safe_load``'s loader: a config never executes code. Its one change
+  reads ``1e-5`` as a float (YAML 1.2), where PyYAML's YAML 1.1 rules need a dot
+  (``1.0e-5``) and would give the string "1e-5".
 """
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +23,27 @@ class ConfigError(ValueError):
     """A config that cannot be loaded or does not validate; the message names file and key."""
 
 
+class _Loader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads exponent floats without a dot (``1e-5``)."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."))
+
+
+def parse_yaml(text) -> Any:
+    """``yaml.safe_load`` with exponent floats read as floats (see :class:`_Loader`)."""
+    return yaml.load(text, Loader=_Loader)
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
         with open(path, encoding="utf-8") as f:
-            data = yaml.safe_load(f)
+            data = parse_yaml(f)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
     if data is None:
@@ -83,7 +101,7 @@ def apply_opts(cfg: dict[str, Any], opts: list[str] | None) -> dict[str, Any]:
             raise ConfigError(f"--opts entry '{opt}' must look like key.path=value")
         dotted, raw = opt.split("=", 1)
         try:
-            value = yaml.safe_load(raw)
+            value = parse_yaml(raw)
         except yaml.YAMLError as e:
             raise ConfigError(f"--opts {dotted}: cannot parse value {raw!r}: {e}") from e
         keys = dotted.split(".")

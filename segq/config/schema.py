@@ -72,3 +72,8 @@ class SegConfig(StrictModel):
     test_config: TestConfig = TestConfig()
     export: ExportConfig = ExportConfig()
     quant: Optional[QuantConfig] = None
+    # Keep BatchNorm's running statistics as loaded while training: BN layers normalise with
+    # them (eval mode) and their scale and shift still learn. For short fine-tunes (QAT and
+    # its FP32 control), where re-estimating the statistics from a few small batches can cost
+    # more accuracy than the fine-tune recovers.
+    freeze_bn_stats: bool = False

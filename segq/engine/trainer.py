@@ -8,6 +8,7 @@ from typing import Callable, Iterator, Sequence
 import paddle
 
 from ..checkpoint import TrainState
+from ..models.layers import batch_norm_layers
 
 
 @dataclass
@@ -33,7 +34,7 @@ class Trainer:
     def __init__(self, model: paddle.nn.Layer, optimizer: paddle.optimizer.Optimizer,
                  loss_fn: Callable, batches: Iterator, max_iters: int,
                  hooks: Sequence[Hook] = (), state: TrainState | None = None,
-                 is_main: bool = True):
+                 is_main: bool = True, freeze_bn_stats: bool = False):
         self.model = model
         self.optimizer = optimizer
         self.loss_fn = loss_fn
@@ -42,6 +43,9 @@ class Trainer:
         self.hooks = list(hooks)
         self.state = state or TrainState()
         self.is_main = is_main  # only rank 0 writes files and logs
+        # BN layers put back in eval mode after every model.train(): they normalise with
+        # their loaded running statistics and leave them unchanged
+        self.frozen_bn = batch_norm_layers(model) if freeze_bn_stats else []
 
     @property
     def iteration(self) -> int:
@@ -53,6 +57,8 @@ class Trainer:
 
     def train_step(self, img: paddle.Tensor, label: paddle.Tensor) -> tuple[float, list[float]]:
         self.model.train()
+        for bn in self.frozen_bn:
+            bn.eval()
         logits = self.model(img)
         loss, terms = self.loss_fn(logits, label, img)
         loss.backward()

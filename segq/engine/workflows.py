@@ -98,10 +98,12 @@ def train(cfg: SegConfig, opts: TrainOptions, model: paddle.nn.Layer | None = No
     if wrap_loss is not None:
         loss_fn = wrap_loss(loss_fn)
     trainer = Trainer(net, optimizer, loss_fn, batches, cfg.iters, hooks, state,
-                      is_main=rank == 0)
+                      is_main=rank == 0, freeze_bn_stats=cfg.freeze_bn_stats)
     logger.info(f"training {type(model).__name__} for {cfg.iters} iters "
                 f"(from {state.iteration}), batch {cfg.batch_size}, "
-                f"{len(train_set)} train images, OMP threads {paddle_threads()}")
+                f"{len(train_set)} train images, OMP threads {paddle_threads()}"
+                + (f"; BatchNorm statistics frozen in {len(trainer.frozen_bn)} layers"
+                   if cfg.freeze_bn_stats else ""))
     try:
         return trainer.fit()
     finally:

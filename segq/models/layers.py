@@ -152,6 +152,14 @@ class SeparableConvBNReLU(nn.Layer):
         return self.piontwise_conv(self.depthwise_conv(x))
 
 
+# Every BatchNorm kind a model can hold (SyncBatchNorm is what PaddleSeg configs name).
+BATCH_NORMS = (nn.BatchNorm, nn.BatchNorm1D, nn.BatchNorm2D, nn.BatchNorm3D, nn.SyncBatchNorm)
+
+
+def batch_norm_layers(layer: nn.Layer) -> list[nn.Layer]:
+    return [sub for sub in layer.sublayers(include_self=True) if isinstance(sub, BATCH_NORMS)]
+
+
 def init_conv_bn(layer: nn.Layer) -> None:
     """Kaiming-normal convolutions, unit-scale zero-shift BatchNorm (PaddleSeg's default init)."""
     kaiming = nn.initializer.KaimingNormal()
@@ -159,7 +167,7 @@ def init_conv_bn(layer: nn.Layer) -> None:
     for sub in layer.sublayers(include_self=True):
         if isinstance(sub, nn.Conv2D):
             kaiming(sub.weight)
-        elif isinstance(sub, (nn.BatchNorm2D, nn.SyncBatchNorm)):
+        elif isinstance(sub, BATCH_NORMS):
             one(sub.weight)
             zero(sub.bias)
 

@@ -51,10 +51,11 @@ def observe_activation_ranges(qat: QATModel, batches) -> None:
     did not go through QAT (random weights, for speed measurements and tests) usable scales."""
     import paddle
 
+    from ..models.layers import batch_norm_layers
+
     qat.model.train()
-    for layer in qat.model.sublayers():
-        if isinstance(layer, (paddle.nn.BatchNorm2D, paddle.nn.SyncBatchNorm)):
-            layer.eval()
+    for layer in batch_norm_layers(qat.model):
+        layer.eval()
     with paddle.no_grad():
         for batch in batches:
             qat.model(batch)
