@@ -84,7 +84,6 @@ def test_a_file_learning_rate_in_exponent_form_is_a_float(tmp_path):
     assert load_config(child).lr_scheduler.to_dict()["learning_rate"] == 1e-5
 
 
-
 def test_repo_configs_all_validate():
     configs = sorted((REPO / "configs").rglob("*.yml"))
     tops = [c for c in configs if "_base_" not in c.parts]
