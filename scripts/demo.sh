@@ -11,14 +11,17 @@ CFG=configs/demo/bisenetv2_synthetic_96x128_300.yml
 QAT_CFG=configs/demo/bisenetv2_synthetic_96x128_qat100.yml
 OUT=output/demo
 echo "== OMP_NUM_THREADS=$OMP_NUM_THREADS"
+# The demo owns output/demo: a re-run replaces its previous runs (--overwrite), where a
+# user's run into a used --save_dir is refused.
 echo "== 1/6 FP32 training"
-python train.py --config "$CFG" --save_dir "$OUT/fp32" --do_eval --save_interval 100 --log_iters 25
+python train.py --config "$CFG" --save_dir "$OUT/fp32" --do_eval --save_interval 100 --log_iters 25 \
+    --overwrite
 echo "== 2/6 evaluation of the best FP32 checkpoint"
 python val.py --config "$CFG" --model_path "$OUT/fp32/best_model/model.pdparams" \
     --result_json "$OUT/fp32/val.json"
 echo "== 3/6 quantization-aware fine-tuning from it"
 python slim/qat_train.py --config "$QAT_CFG" --model_path "$OUT/fp32/best_model/model.pdparams" \
-    --save_dir "$OUT/qat" --do_eval --save_interval 50 --log_iters 25
+    --save_dir "$OUT/qat" --do_eval --save_interval 50 --log_iters 25 --overwrite
 echo "== 4/6 exports: FP32 and INT8, each also with the arg max before the final resize"
 SHAPE="-1 3 96 128"  # any batch; a fixed H, W as ONNX needs
 python export.py --config "$CFG" --model_path "$OUT/fp32/best_model/model.pdparams" \

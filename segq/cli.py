@@ -37,6 +37,9 @@ def build_parser(description: str, groups: tuple[str, ...]) -> argparse.Argument
         g.add_argument("--log_iters", type=int, default=10)
         g.add_argument("--use_vdl", action="store_true", help="log scalars to VisualDL")
         g.add_argument("--resume_model", default=None, help="checkpoint dir to resume from")
+        g.add_argument("--overwrite", action="store_true",
+                       help="replace the run already in --save_dir (a new run refuses a "
+                            "non-empty --save_dir otherwise)")
     if "eval" in groups:
         g = p.add_argument_group("evaluation")
         g.add_argument("--result_json", default=None, help="write the metrics here as JSON")
@@ -101,7 +104,8 @@ def train_options(args: argparse.Namespace):
         save_dir=args.save_dir, model_path=args.model_path, resume_model=args.resume_model,
         do_eval=args.do_eval, save_interval=args.save_interval,
         keep_checkpoint_max=args.keep_checkpoint_max, log_iters=args.log_iters,
-        num_workers=args.num_workers, use_vdl=args.use_vdl, seed=args.seed)
+        num_workers=args.num_workers, use_vdl=args.use_vdl, seed=args.seed,
+        overwrite=args.overwrite)
 
 
 def setup_logging() -> None:

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from .loader import ConfigError, apply_opts, deep_merge, load_yaml_with_bases
 from .quant import DistillConfig, QuantConfig
 from .schema import Component, LossConfig, SegConfig, TestConfig
-from .validate import check_components
+from .validate import check_class_counts, check_components
 
 __all__ = ["ConfigError", "Component", "DistillConfig", "LossConfig", "QuantConfig", "SegConfig", "TestConfig",
            "load_config", "validate_config", "dump_config", "deep_merge", "apply_opts",
@@ -37,6 +37,7 @@ def validate_config(data: dict[str, Any], source: str = "<config>") -> SegConfig
         problems = _format_pydantic(e)
     else:
         problems = check_components(cfg)
+        problems = problems or check_class_counts(cfg)
         if not problems:
             return cfg
     raise ConfigError(f"{source}: invalid config:\n  - " + "\n  - ".join(problems))

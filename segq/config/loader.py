@@ -38,9 +38,10 @@ def parse_yaml(text) -> Any:
     return yaml.load(text, Loader=_Loader)
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _read_yaml(path: Path, referrer: Path | None = None) -> dict[str, Any]:
     if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+        where = f" (named in _base_ of {referrer})" if referrer is not None else ""
+        raise ConfigError(f"config file not found: {path}{where}")
     try:
         with open(path, encoding="utf-8") as f:
             data = parse_yaml(f)
@@ -79,7 +80,7 @@ def load_yaml_with_bases(path: str | Path, _chain: tuple[Path, ...] = ()) -> dic
     if path in _chain:
         cycle = " -> ".join(str(p) for p in (*_chain, path))
         raise ConfigError(f"_base_ cycle: {cycle}")
-    data = _read_yaml(path)
+    data = _read_yaml(path, _chain[-1] if _chain else None)
     bases = data.pop("_base_", [])
     if isinstance(bases, str):
         bases = [bases]

@@ -93,3 +93,46 @@ def recipe_warnings(cfg: SegConfig) -> list[str]:
             f"map of the {crop[0]}x{crop[1]} train crops at output stride {stride}: those "
             f"branches' outer taps only read padding in training and untrained weights on "
             f"larger eval frames; use rates below {side}"]
+
+
+def _dataset_classes(section) -> int | None:
+    """A dataset section's class count: its ``num_classes``, else its type's fixed count."""
+    if section is None:
+        return None
+    if "num_classes" in section.kwargs():
+        return section.kwargs()["num_classes"]
+    return getattr(DATASETS.get(section.type), "NUM_CLASSES", None)
+
+
+def _loss_weights(comp: dict[str, Any], path: str):
+    """``(path, weight)`` of every loss in ``comp`` (and its nested ``losses``) with weights."""
+    if isinstance(comp.get("weight"), list):
+        yield f"{path}.weight", comp["weight"]
+    for i, sub in enumerate(comp.get("losses") or []):
+        if isinstance(sub, dict):
+            yield from _loss_weights(sub, f"{path}.losses.{i}")
+
+
+def check_class_counts(cfg: SegConfig) -> list[str]:
+    """The model, both datasets and every class-weight list must agree on the class count.
+
+    A mismatch otherwise surfaces at the first training step as an index error inside
+    Paddle, or not at all (a val set with other classes than the train set, when training
+    runs without evaluation)."""
+    counts = {name: _dataset_classes(getattr(cfg, name))
+              for name in ("train_dataset", "val_dataset")}
+    counts = {f"{name}.num_classes": n for name, n in counts.items() if n is not None}
+    if "num_classes" in cfg.model.kwargs():
+        counts = {"model.num_classes": cfg.model.kwargs()["num_classes"], **counts}
+    problems = []
+    if len(set(counts.values())) > 1:
+        problems.append("class counts disagree: " + ", ".join(
+            f"{k}={v}" for k, v in counts.items()) + "; set them to the same value")
+    n = next(iter(counts.values()), None)
+    if n is not None:
+        for i, loss in enumerate(cfg.loss.types):
+            for path, weight in _loss_weights(loss.to_dict(), f"loss.types.{i}"):
+                if len(weight) != n:
+                    problems.append(f"{path}: {len(weight)} class weights for {n} classes "
+                                    f"(is it inherited from a _base_ for another dataset?)")
+    return problems

@@ -37,6 +37,14 @@ class TrainOptions:
     num_workers: int = 0
     use_vdl: bool = False
     seed: int = 0
+    overwrite: bool = False            # replace the run already in save_dir
+
+    def __post_init__(self):
+        for name, low in (("save_interval", 1), ("keep_checkpoint_max", 1), ("log_iters", 1),
+                          ("num_workers", 0), ("seed", 0)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"--{name} must be an integer >= {low}, got {value!r}")
 
 
 def _distributed() -> tuple[int, int]:
@@ -62,26 +70,37 @@ def train(cfg: SegConfig, opts: TrainOptions, model: paddle.nn.Layer | None = No
     one trained with (QAT adds distillation that way)."""
     from ..config.validate import recipe_warnings
     from ..data.loader import build_train_loader
+    from .run_dir import check_run_dir, clear_run_dir
 
     rank, world = _distributed()
     seed_everything(opts.seed + rank)
+    save_dir = Path(opts.save_dir)
+    check_run_dir(save_dir, opts.resume_model, opts.overwrite)  # read-only: fails fast
     for warning in recipe_warnings(cfg):
         logger.warning(warning)
-    save_dir = Path(opts.save_dir)
-    if rank == 0:
-        dump_config(cfg, save_dir / "config.yml")
+    # Everything is built and checked before the first file is written, so a run that
+    # fails on its config, data or weights leaves save_dir as it found it.
     model = model if model is not None else build_model_for(cfg, opts.model_path)
     scheduler = builders.build_lr_scheduler(cfg.lr_scheduler, cfg.iters)
     optimizer = builders.build_optimizer(cfg.optimizer, model, scheduler)
     state = TrainState(extra=run_environment())
     if opts.resume_model:
         state = resume_checkpoint(opts.resume_model, model, optimizer)
+        for warning in resume_warnings(state, cfg):
+            logger.warning(warning)
         logger.info(f"resumed from {opts.resume_model} at iter {state.iteration}")
+    state.extra.update(iters=cfg.iters, batch_size=cfg.batch_size)
     train_set = builders.build_dataset(cfg.train_dataset, "train_dataset")
     val_set = builders.build_dataset(cfg.val_dataset, "val_dataset") if opts.do_eval else None
     net = paddle.DataParallel(model) if world > 1 else model
     batches = build_train_loader(train_set, cfg.batch_size, opts.num_workers, opts.seed,
                                  start_iter=state.iteration, rank=rank, world_size=world)
+    if rank == 0:
+        if opts.overwrite and not opts.resume_model:
+            removed = clear_run_dir(save_dir)
+            if removed:
+                logger.warning(f"--overwrite: removed {', '.join(removed)} from {save_dir}")
+        dump_config(cfg, save_dir / "config.yml")
     writer = None
     if opts.use_vdl and rank == 0:
         from visualdl import LogWriter
@@ -109,6 +128,31 @@ def train(cfg: SegConfig, opts: TrainOptions, model: paddle.nn.Layer | None = No
     finally:
         if writer is not None:
             writer.close()
+
+
+def resume_warnings(state: TrainState, cfg: SegConfig) -> list[str]:
+    """What changes when a run is resumed with another length or batch size than it was
+    started with: the lr schedule is recomputed over the new length, the data order over
+    the new batch size, so the result is not what an uninterrupted run would give."""
+    out = []
+    old_iters = state.extra.get("iters")
+    if old_iters is not None and old_iters != cfg.iters:
+        now, was = (_lr_at(cfg, n, state.iteration) for n in (cfg.iters, old_iters))
+        out.append(f"resuming a {old_iters}-iteration run as a {cfg.iters}-iteration run: the "
+                   f"lr schedule is recomputed over {cfg.iters} iterations (lr at iter "
+                   f"{state.iteration}: {now:.6g} now, {was:.6g} in the original run), so the "
+                   f"result is neither run's")
+    old_batch = state.extra.get("batch_size")
+    if old_batch is not None and old_batch != cfg.batch_size:
+        out.append(f"resuming a batch-{old_batch} run with batch_size {cfg.batch_size}: the data "
+                   f"order differs from the original run's from here on")
+    return out
+
+
+def _lr_at(cfg: SegConfig, iters: int, iteration: int) -> float:
+    scheduler = builders.build_lr_scheduler(cfg.lr_scheduler, iters)
+    scheduler.last_epoch = iteration
+    return float(scheduler.get_lr())
 
 
 def paddle_threads() -> str:
