@@ -1,17 +1,33 @@
-"""Predict masks: python predict.py --config C --model_path P --image_path IMG_OR_DIR --save_dir D"""
+"""Predict masks with a dygraph model: writes <name>_mask.png (palette PNG) and
+<name>_overlay.png per image, as deploy/python/infer.py does; a folder is searched with its
+sub-folders, whose layout is mirrored under --save_dir.
+python predict.py --config C --model_path P --image_path IMG_OR_DIR --save_dir D [--skip_bad]"""
 from segq.cli import build_parser, config_opts, run_cli, set_default_threads
 
 set_default_threads()
 
 
 def main(argv=None):
-    args = build_parser(__doc__, ("predict",)).parse_args(argv)
+    p = build_parser(__doc__, ("predict",))
+    p.add_argument("--skip_bad", action="store_true",
+                   help="skip images that cannot be read and list them at the end (default: "
+                        "stop at the first one)")
+    args = p.parse_args(argv)
+    import sys
+
     from segq.config import load_config
-    from segq.engine.visualize import predict_images
+    from segq.deploy.images import list_images, summary_lines, write_predictions
+    from segq.engine.predict import dygraph_file_predictor
 
     cfg = load_config(args.config, config_opts(args))
-    written = predict_images(cfg, args.model_path, args.image_path, args.save_dir)
-    print(f"wrote {len(written)} masks and overlays to {args.save_dir}")
+    images = list_images(args.image_path, exclude=args.save_dir)
+    predict_files = dygraph_file_predictor(cfg, args.model_path)
+    report = write_predictions(predict_files, images, args.save_dir, args.skip_bad)
+    out, err = summary_lines(report)
+    for line in out:
+        print(f"[PREDICT] {line}")
+    for line in err:
+        print(f"warning: {line}", file=sys.stderr)
 
 
 if __name__ == "__main__":

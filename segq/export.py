@@ -18,6 +18,7 @@ benchmark). ``deploy.yaml`` records it.
 """
 from __future__ import annotations
 
+import inspect
 import os
 import shutil
 import tempfile
@@ -121,15 +122,40 @@ def save_legacy_inference_model(layer: nn.Layer, path_prefix: str | os.PathLike,
 Saver = Callable[[nn.Layer, Path, list[int]], None]
 
 
+def _yaml_value(value: Any) -> Any:
+    """Tuples (signature defaults such as ``(0.5, 0.5, 0.5)``) as YAML lists."""
+    if isinstance(value, (list, tuple)):
+        return [_yaml_value(v) for v in value]
+    return value
+
+
+# Label-only arguments the dataset fills with its ignore index (segq/data/dataset.py), not
+# with the signature default: deployment has no labels, and 255 could be a wrong claim.
+DATASET_FILLED_ARGS = ("label_padding_value", "ignore_index")
+
+
+def resolved_transform(spec: dict) -> dict:
+    """``spec`` with every argument it leaves out set to the registered transform's default,
+    so deploy.yaml states the values the model was trained with (a bare ``Normalize`` would
+    make tools outside segq guess its mean and std)."""
+    from .data import transforms as _registers_transforms  # noqa: F401
+    from .registry import TRANSFORMS
+
+    if "type" not in spec:
+        raise ValueError(f"each deploy transform needs a 'type' key, got {spec}")
+    params = inspect.signature(TRANSFORMS.get(spec["type"])).parameters
+    defaults = {name: _yaml_value(p.default) for name, p in params.items()
+                if p.default is not p.empty and name not in spec
+                and name not in DATASET_FILLED_ARGS}
+    return {**spec, **defaults}
+
+
 def deploy_info(input_shape: Sequence[int], output_op: str,
                 transforms: list[dict] | None = None,
                 argmax_before_resize: bool = False) -> dict[str, Any]:
     """The ``deploy.yaml`` content PaddleSeg's and FastDeploy's predictors read (dynamic dims
     are -1, which FastDeploy expects); other tools' sections go beside ``Deploy``."""
-    transforms = [dict(t) for t in (transforms or [])]
-    for t in transforms:
-        if "type" not in t:
-            raise ValueError(f"each deploy transform needs a 'type' key, got {t}")
+    transforms = [resolved_transform(dict(t)) for t in (transforms or [])]
     return {"Deploy": {
         "model": MODEL_FILE,
         "params": PARAMS_FILE,

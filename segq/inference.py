@@ -17,21 +17,54 @@ from segq.export import DEPLOY_FILE, MODEL_FILE, PARAMS_FILE
 INT8_OPS = {"conv2d", "fused_conv2d", "depthwise_conv2d"}
 
 
+def yaml_error_line(e: yaml.YAMLError) -> str:
+    """PyYAML's multi-line message (with a caret drawing) as one line: problem and place."""
+    mark = getattr(e, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(e, "problem", None) or " ".join(str(e).split())
+    return f"{problem}{where}"
+
+
+def _deploy_content(model_dir: Path) -> dict | None:
+    """The parsed deploy.yaml of an export, ``None`` if the directory has none."""
+    deploy = model_dir / DEPLOY_FILE
+    if not deploy.is_file():
+        return None
+    try:
+        content = yaml.safe_load(deploy.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{deploy}: not valid YAML: {yaml_error_line(e)}") from None
+    if not isinstance(content, dict):
+        raise ValueError(f"{deploy}: expected a mapping with a 'Deploy:' section, "
+                         f"got {type(content).__name__}")
+    return content
+
+
 def model_files(model_dir: str | os.PathLike) -> tuple[Path, Path]:
     """The model and params files of an export, named by its deploy.yaml when present."""
     model_dir = Path(model_dir)
-    model_name, params_name = MODEL_FILE, PARAMS_FILE
-    deploy = model_dir / DEPLOY_FILE
-    if deploy.is_file():
-        info = (yaml.safe_load(deploy.read_text()) or {}).get("Deploy", {})
-        model_name = info.get("model", model_name)
-        params_name = info.get("params", params_name)
-    paths = (model_dir / model_name, model_dir / params_name)
+    info = (_deploy_content(model_dir) or {}).get("Deploy")
+    info = info if isinstance(info, dict) else {}  # segq.deploy's reader reports bad ones
+    paths = (model_dir / info.get("model", MODEL_FILE),
+             model_dir / info.get("params", PARAMS_FILE))
     for path in paths:
         if not path.is_file():
             raise FileNotFoundError(f"inference model file not found: {path} "
                                     f"(export a model to {model_dir} first)")
     return paths
+
+
+def require_quantized_export(model_dir: str | os.PathLike, asked: str = "int8=True",
+                             fp32_instead: str = "int8=False") -> None:
+    """Refuse an INT8 run of an FP32 export. oneDNN finds no quantized ops in it and runs it
+    in FP32, so whatever is reported as INT8 would be FP32 numbers. An export is quantized
+    when its deploy.yaml has the ``Quant:`` section slim/qat_export.py writes; a directory
+    without deploy.yaml (not a segq export) cannot tell and is let through."""
+    content = _deploy_content(Path(model_dir))
+    if content is not None and content.get("Quant") is None:
+        raise ValueError(f"{asked} needs a quantized export, but {model_dir} is FP32 (its "
+                         f"{DEPLOY_FILE} has no 'Quant:' section): use {fp32_instead}, or "
+                         f"export the QAT model with slim/qat_export.py")
 
 
 def run_predictor(predictor, batch: np.ndarray) -> np.ndarray:
@@ -54,14 +87,16 @@ class PaddleInferenceModel:
             ``deploy.yaml`` names).
         use_mkldnn: run with oneDNN kernels (about 4x faster than plain CPU kernels).
         cpu_threads: math library threads.
-        int8: run quantized ops in INT8 through oneDNN (needs ``use_mkldnn``; meant for a
-            PaddleSlim-quantized export).
+        int8: run quantized ops in INT8 through oneDNN (needs ``use_mkldnn`` and a quantized
+            export: an FP32 one is refused, see :func:`require_quantized_export`).
     """
 
     def __init__(self, model_dir: str | os.PathLike, use_mkldnn: bool = True,
                  cpu_threads: int = 2, int8: bool = False):
         if int8 and not use_mkldnn:
             raise ValueError("int8=True runs through oneDNN: set use_mkldnn=True")
+        if int8:
+            require_quantized_export(model_dir)
         model_file, params_file = model_files(model_dir)
         config = Config(str(model_file), str(params_file))
         config.disable_gpu()

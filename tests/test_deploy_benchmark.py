@@ -87,3 +87,19 @@ def test_benchmark_rejects_exports_it_cannot_compare(exports, tmp_path):
     dynamic = export_model(cfg, trained_like("BiSeNetV2", 4), tmp_path / "dyn")
     r = bench(out, [dynamic], int8[:1], "--name", "dynamic", "--no_peers")
     assert r.returncode == 2 and "--input_shape -1 3 H W" in r.stderr
+
+
+def test_a_users_run_does_not_land_in_the_published_tables_by_default():
+    """Without --out_dir the run JSON and the tables regenerated from every run go under
+    output/, never into docs/benchmark (the project's published results)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_cli",
+                                                  REPO / "deploy/python/benchmark.py")
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    args = cli.parse_args(["--config", DEMO, "--fp32_dir", "a", "--int8_dir", "b",
+                           "--name", "n"])
+    assert Path(args.out_dir).parts[0] == "output"
+    script = (REPO / "scripts/benchmark_camvid.sh").read_text()
+    assert "--out_dir docs/benchmark" in script  # the published runs say so explicitly

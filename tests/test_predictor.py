@@ -130,6 +130,23 @@ def test_same_shape_batches_keep_order_and_split_on_size_or_count():
     assert list(same_shape_batches(items, lambda s: s, 1)) == [[s] for s in items]
 
 
+def test_same_shape_batches_hand_over_what_they_hold_before_a_failure():
+    """A full batch is yielded without reading ahead, and a partial one before the source's
+    error: the images before an unreadable one are still predicted."""
+    def source():
+        yield from ["A", "A", "A"]
+        raise ValueError("unreadable")
+
+    got = []
+    with pytest.raises(ValueError, match="unreadable"):
+        for batch in same_shape_batches(source(), lambda s: s, 2):
+            got.append(batch)
+    assert got == [["A", "A"], ["A"]]
+    pulled = []
+    batches = same_shape_batches((pulled.append(i) or i for i in range(5)), lambda s: 0, 1)
+    assert next(batches) == [0] and pulled == [0]
+
+
 # ---------------------------------------------------------------- INT8 export
 def test_int8_predictor_runs_a_qat_export(tmp_path, images):
     qat = calibrated_qat("BiSeNetV2", QuantConfig())

@@ -1,4 +1,5 @@
-"""mIoU of an exported model run by Paddle Inference (oneDNN) on the config's val set:
+"""mIoU of an exported model run by Paddle Inference (oneDNN) on the config's val set
+(--precision int8 needs a quantized export, from slim/qat_export.py):
 python deploy/python/eval_deployed.py --config C --model_dir D [--precision fp32|int8]
     [--cpu_threads N] [--result_json F]"""
 from segq.cli import build_parser, run_cli, set_default_threads
@@ -11,7 +12,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     from segq.config import load_config
     from segq.engine.workflows import evaluate_inference_model
+    from segq.inference import require_quantized_export
 
+    if args.precision == "int8":  # before the config and dataset: fail in a second
+        require_quantized_export(args.model_dir, "--precision int8", "--precision fp32")
     cfg = load_config(args.config, args.opts)
     result = evaluate_inference_model(cfg, args.model_dir, args.precision == "int8",
                                       args.cpu_threads, args.num_workers, args.result_json)

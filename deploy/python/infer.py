@@ -1,8 +1,9 @@
 """Predict masks with an exported model (as PaddleSeg's deploy/python/infer.py): writes
-<name>_mask.png (palette PNG) and <name>_overlay.png per image.
+<name>_mask.png (palette PNG) and <name>_overlay.png per image; a folder is searched with its
+sub-folders, whose layout is mirrored under --save_dir.
 python deploy/python/infer.py --config EXPORT_DIR/deploy.yaml --image_path IMG_OR_DIR
     [--save_dir D] [--device cpu|gpu] [--backend paddle|onnxruntime|openvino]
-    [--precision fp32|fp16|int8] [--cpu_threads N]
+    [--precision fp32|fp16|int8] [--cpu_threads N] [--skip_bad]
     [--batch_size N] [--trt_shape_file F] [--min_subgraph_size N]"""
 import argparse
 
@@ -30,27 +31,33 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="gpu: TensorRT shape ranges, collected on the first run and reused")
     p.add_argument("--min_subgraph_size", type=int, default=3,
                    help="gpu: the fewest ops a TensorRT subgraph needs")
+    p.add_argument("--skip_bad", action="store_true",
+                   help="skip images that cannot be read and list them at the end (default: "
+                        "stop at the first one)")
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    from pathlib import Path
+    import sys
 
-    from segq.deploy import Predictor, PredictorOptions, save_masks
-    from segq.engine.visualize import list_images
+    from segq.deploy import Predictor, PredictorOptions
+    from segq.deploy.images import list_images, summary_lines, write_predictions
 
     options = PredictorOptions(device=args.device, backend=args.backend,
                                precision=args.precision,
                                cpu_threads=args.cpu_threads, batch_size=args.batch_size,
                                trt_shape_file=args.trt_shape_file,
                                min_subgraph_size=args.min_subgraph_size)
-    images = list_images(args.image_path)
+    images = list_images(args.image_path, exclude=args.save_dir)
     predictor = Predictor(args.config, options)
-    root = Path(args.image_path) if Path(args.image_path).is_dir() else None
-    written = save_masks(predictor.predict_files(images), args.save_dir, image_root=root)
-    print(f"[INFER] {args.backend} {args.device} {args.precision}: {len(images)} images, "
-          f"{len(written)} masks and overlays in {args.save_dir}")
+    report = write_predictions(predictor.predict_files, images, args.save_dir, args.skip_bad)
+    out, err = summary_lines(report)
+    print(f"[INFER] {args.backend} {args.device} {args.precision}: {out[0]}")
+    for line in out[1:]:
+        print(f"[INFER] {line}")
+    for line in err:
+        print(f"warning: {line}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from ..export import DEPLOY_FILE, OUTPUT_OPS
-from ..inference import model_files
+from ..inference import model_files, yaml_error_line
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def load_deploy_info(path: str | os.PathLike) -> DeployInfo:
     try:
         content = yaml.safe_load(deploy_file.read_text()) or {}
     except yaml.YAMLError as e:
-        raise ValueError(f"{deploy_file}: not valid YAML: {e}") from e
+        raise ValueError(f"{deploy_file}: not valid YAML: {yaml_error_line(e)}") from None
     info = content.get("Deploy") if isinstance(content, dict) else None
     if not isinstance(info, dict):
         raise ValueError(f"{deploy_file}: expected a 'Deploy:' mapping (model, params, "

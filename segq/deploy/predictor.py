@@ -8,8 +8,8 @@ from typing import Callable, Hashable, Iterable, Iterator, NamedTuple, Sequence,
 
 import numpy as np
 
-from ..data.io import read_image
 from ..data.transforms import build_transforms, transform_image
+from ..inference import require_quantized_export
 from .backend import Backend, create_backend
 from .deploy_file import DeployInfo, load_deploy_info
 from .options import PredictorOptions
@@ -28,23 +28,38 @@ def same_shape_batches(items: Iterable[T], shape_of: Callable[[T], Hashable],
                        batch_size: int) -> Iterator[list[T]]:
     """Consecutive ``items`` in order, in batches of at most ``batch_size`` whose
     ``shape_of`` agree (images of different sizes cannot be stacked, and padding them would
-    change the border pixels' predictions)."""
+    change the border pixels' predictions).
+
+    A full batch is yielded before the next item is asked for, and if ``items`` raises, the
+    batch gathered so far is yielded before the error goes on: an unreadable image stops a
+    run only after the images before it have been predicted."""
     batch: list[T] = []
-    for item in items:
-        if batch and (len(batch) == batch_size or shape_of(item) != shape_of(batch[0])):
+    iterator = iter(items)
+    while True:
+        try:
+            item = next(iterator)
+        except StopIteration:
+            break
+        except Exception:
+            if batch:
+                yield batch
+            raise
+        if batch and shape_of(item) != shape_of(batch[0]):
             yield batch
             batch = []
         batch.append(item)
+        if len(batch) == batch_size:
+            yield batch
+            batch = []
     if batch:
         yield batch
 
 
 def check_precision(deploy: DeployInfo, options: PredictorOptions) -> None:
+    """precision 'int8' runs the INT8 ops of a quantized export; on an FP32 one it would
+    run FP32 under an INT8 label, so it is refused (on every backend)."""
     if options.precision == "int8" and not deploy.is_quantized:
-        raise ValueError(f"precision 'int8' runs the INT8 ops of a quantized export, but "
-                         f"{deploy.deploy_file} has no 'Quant:' section (an FP32 export): "
-                         f"export a QAT model with slim/qat_export.py, or use precision "
-                         f"'fp32'")
+        require_quantized_export(deploy.model_dir, "precision 'int8'", "precision 'fp32'")
 
 
 class Predictor:
@@ -115,7 +130,12 @@ class Predictor:
         """HxWx3 uint8 RGB images -> their HxW int32 label maps."""
         return [p.label_map for p in self._predict((None, image) for image in images)]
 
-    def predict_files(self, paths: Iterable[str | os.PathLike]) -> Iterator[Prediction]:
+    def predict_files(self, paths: Iterable[str | os.PathLike],
+                      skipped: list[tuple[Path, str]] | None = None) -> Iterator[Prediction]:
         """Read, predict and yield one :class:`Prediction` per image file, in order, holding
-        at most one batch of images in memory."""
-        return self._predict((Path(p), read_image(p)) for p in paths)
+        at most one batch of images in memory. An unreadable file raises
+        ``segq.deploy.images.BadImageError``; given a ``skipped`` list, it is recorded there
+        as ``(path, reason)`` instead and left out."""
+        from .images import read_images  # images.py builds on this module
+
+        return self._predict(read_images(paths, skipped))

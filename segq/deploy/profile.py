@@ -61,7 +61,10 @@ def profile_paddle(model_dir: str | os.PathLike, batch: np.ndarray, int8: bool,
                    cpu_threads: int, runs: int) -> list[OpTime]:
     from paddle.inference import Config, create_predictor
 
-    from ..inference import INT8_OPS, model_files, run_predictor
+    from ..inference import INT8_OPS, model_files, require_quantized_export, run_predictor
+
+    if int8:
+        require_quantized_export(model_dir)
 
     def run() -> None:
         model_file, params_file = model_files(model_dir)
