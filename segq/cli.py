@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 
-GROUPS = ("train", "eval", "export", "predict", "deploy")
+GROUPS = ("train", "eval", "export", "predict", "deploy", "ptq")
 
 
 def build_parser(description: str, groups: tuple[str, ...]) -> argparse.ArgumentParser:
@@ -68,12 +69,54 @@ def build_parser(description: str, groups: tuple[str, ...]) -> argparse.Argument
         g.add_argument("--cpu_threads", type=int, default=2)
         if "eval" not in groups:
             g.add_argument("--result_json", default=None, help="write the metrics here as JSON")
+    if "ptq" in groups:
+        _add_ptq_flags(p.add_argument_group("post-training quantization"))
     if "predict" in groups:
         g = p.add_argument_group("prediction")
         g.add_argument("--image_path", required=True, help="an image or a directory of images")
         if "train" not in groups and "export" not in groups:
             g.add_argument("--save_dir", default="output/result")
     return p
+
+
+def _add_ptq_flags(g) -> None:
+    g.add_argument("--save_dir", default="output/ptq")
+    g.add_argument("--calib_dir", default=None,
+                   help="folder of calibration images (searched recursively) or of .npy "
+                        "tensors in the model's input layout; default: the train split")
+    g.add_argument("--calib_list", default=None,
+                   help="a PaddleSeg list file of calibration images (first column)")
+    g.add_argument("--calib_num", type=int, default=256, help="calibration images to use")
+    g.add_argument("--batch_size", type=int, default=8, help="calibration batch size")
+    g.add_argument("--algo", default="KL",
+                   help="activation scales: abs_max, avg, hist, mse, KL, or all (one "
+                        "sub-directory each)")
+    g.add_argument("--hist_percent", type=float, default=0.9999,
+                   help="the percentile 'hist' keeps")
+    g.add_argument("--bias_correction", action="store_true",
+                   help="correct the output shift that weight rounding causes")
+    g.add_argument("--recon", choices=("layer", "region"), default=None,
+                   help="learned weight rounding (does not run on the pinned versions)")
+    g.add_argument("--weight_only", action="store_true",
+                   help="store INT8 weights, run in float (smaller files, same speed)")
+    g.add_argument("--weight_bits", type=int, default=8)
+    g.add_argument("--input_shape", type=int, nargs=4, default=None,
+                   metavar=("N", "C", "H", "W"), help="fixed input shape (default dynamic)")
+    g.add_argument("--allow_calib_overlap", action="store_true",
+                   help="allow calibration images that are also in the val set")
+
+
+def ptq_options(args: argparse.Namespace):
+    """The ``ptq`` flag group -> :class:`segq.quant.ptq.PTQOptions`."""
+    from .quant.calibration import CalibrationSource
+    from .quant.ptq import PTQOptions
+
+    return PTQOptions(
+        save_dir=args.save_dir, algo=args.algo, hist_percent=args.hist_percent,
+        bias_correction=args.bias_correction, recon=args.recon, weight_only=args.weight_only,
+        weight_bits=args.weight_bits, batch_size=args.batch_size, input_shape=args.input_shape,
+        source=CalibrationSource(args.calib_dir, args.calib_list, args.calib_num,
+                                 args.allow_calib_overlap))
 
 
 def config_opts(args: argparse.Namespace) -> list[str]:
@@ -129,7 +172,8 @@ def set_default_threads() -> None:
 
 
 def run_cli(main, argv=None) -> int:
-    """Run ``main(argv)``; turn segq's input errors into one clear line and exit code 2."""
+    """Run ``main(argv)``; turn segq's input errors (bad data included: ``DataError`` is a
+    ``ValueError``) into one clear line and exit code 2, and Ctrl-C into one line and 130."""
     from .checkpoint import CheckpointError
     from .config import ConfigError
     from .registry import RegistryError
@@ -140,4 +184,10 @@ def run_cli(main, argv=None) -> int:
     except (ConfigError, CheckpointError, RegistryError, FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as e:
+        # a second Ctrl-C while this is printed would end in a traceback after all
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # the trainer's TrainingInterrupted says where it stopped and how to resume
+        print(str(e) or "interrupted", file=sys.stderr)
+        return 130  # 128 + SIGINT, what a shell reports for a Ctrl-C'd command
     return 0

@@ -96,3 +96,91 @@ def save_quantized(qat: QATModel, layer: paddle.nn.Layer, path_prefix: Path,
     spec = [paddle.static.InputSpec(shape=[None if d == -1 else d for d in input_shape],
                                     dtype="float32", name="x")]
     qat.quanter.save_quantized_model(layer, str(path_prefix), input_spec=spec)
+
+
+# ---------------------------------------------------------------- post-training quantization
+PTQ_ALGOS = ("abs_max", "avg", "hist", "mse", "KL")
+RECON_LEVELS = {"layer": "layer-wise", "region": "region-wise"}
+# the static-graph op types behind each quantizable dygraph layer type
+_OP_TYPES = {"Conv2D": ("conv2d", "depthwise_conv2d"), "Linear": ("mul", "matmul", "matmul_v2")}
+
+
+def static_op_types(layer_types) -> list[str]:
+    return [op for layer in layer_types for op in _OP_TYPES[layer]]
+
+
+def weight_only_op_types(layer_types) -> list[str]:
+    """Paddle's weight-only quantizer (WeightQuantization) takes conv2d, depthwise_conv2d and
+    mul, and asserts on matmul / matmul_v2: a Linear's matmul_v2 stays in float there."""
+    return [op for op in static_op_types(layer_types)
+            if op in ("conv2d", "depthwise_conv2d", "mul")]
+
+
+def quantize_post_training(fp32_dir: Path, out_dir: Path, batches, batch_nums: int,
+                           cfg: QuantConfig, algo: str, hist_percent: float = 0.9999,
+                           bias_correction: bool = False, recon: str | None = None,
+                           skip_tensors: list[str] | None = None) -> None:
+    """Calibrate the legacy FP32 inference model in ``fp32_dir`` on ``batches()`` (a callable
+    yielding float32 NCHW arrays) and write the INT8 model (quantize/dequantize format, INT8
+    weights) to ``out_dir/model.pdmodel``/``.pdiparams``.
+
+    ``quant_post_static`` (or, with ``recon``, ``quant_recon_static``: AdaRound/BRECQ-style
+    weight rounding learned per layer or per region) on the legacy program; weights named in
+    ``skip_tensors`` keep their op in float."""
+    from paddleslim.quant import quant_post_static, quant_recon_static
+
+    def data_loader():
+        for batch in batches():
+            yield {"x": batch}
+
+    common = dict(
+        model_dir=str(fp32_dir), quantize_model_path=str(out_dir),
+        data_loader=data_loader, model_filename="model.pdmodel",
+        params_filename="model.pdiparams", save_model_filename="model.pdmodel",
+        save_params_filename="model.pdiparams", batch_nums=batch_nums, algo=algo,
+        hist_percent=hist_percent, bias_correction=bias_correction,
+        quantizable_op_type=static_op_types(cfg.quantizable_layer_type),
+        weight_bits=cfg.weight_bits, activation_bits=cfg.activation_bits,
+        weight_quantize_type=cfg.weight_quantize_type, onnx_format=True,
+        skip_tensor_list=list(skip_tensors or []) or None)
+    with _static_mode() as executor:
+        if recon is None:
+            quant_post_static(executor=executor, **common)
+        else:
+            quant_recon_static(executor=executor, recon_level=RECON_LEVELS[recon],
+                               cache_dir=str(Path(out_dir).parent / "recon_cache"), **common)
+
+
+def quantize_weights_only(fp32_dir: Path, out_dir: Path, cfg: QuantConfig,
+                          weight_bits: int = 8) -> None:
+    """Store the weights of the quantizable ops as ``weight_bits`` integers (about 4x smaller
+    at 8 bits); inference dequantizes them on load and runs in float."""
+    from paddleslim.quant import quant_post_dynamic
+
+    with _static_mode():
+        quant_post_dynamic(model_dir=str(fp32_dir), save_model_dir=str(out_dir),
+                           model_filename="model.pdmodel", params_filename="model.pdiparams",
+                           save_model_filename="model.pdmodel",
+                           save_params_filename="model.pdiparams",
+                           quantizable_op_type=weight_only_op_types(cfg.quantizable_layer_type),
+                           weight_bits=weight_bits)
+    # PaddleSlim writes into a quantized_model/ sub-folder of save_model_dir
+    for f in (Path(out_dir) / "quantized_model").iterdir():
+        f.replace(Path(out_dir) / f.name)
+    (Path(out_dir) / "quantized_model").rmdir()
+
+
+class _static_mode:
+    """Paddle's static graph under the legacy IR, for PaddleSlim's post-training tools (they
+    read and write ``.pdmodel`` programs); dygraph is restored on the way out."""
+
+    def __enter__(self):
+        paddle.enable_static()
+        self._guard = paddle.pir_utils.OldIrGuard()
+        self._guard.__enter__()
+        return paddle.static.Executor(paddle.CPUPlace())
+
+    def __exit__(self, *exc):
+        self._guard.__exit__(*exc)
+        paddle.disable_static()
+        return False
