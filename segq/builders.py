@@ -21,20 +21,27 @@ ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 
 
 def resolve_pretrained(path_or_url: str, cache_dir: Path = PRETRAINED_CACHE) -> Path:
-    """A local ``.pdparams`` file, or a URL downloaded once into ``cache_dir`` (fails
+    """A local ``.pdparams`` file, or an https URL downloaded once into ``cache_dir`` (fails
     clearly offline). PaddleSeg publishes its weights as ``.tar.gz`` archives holding one
-    ``model.pdparams``; those are unpacked and that file is returned."""
+    ``model.pdparams``; those are unpacked and that file is returned.
+
+    Weights from outside are untrusted: only https URLs are fetched, ``url#sha256=<hex>``
+    (or ``download.KNOWN_SHA256``) is checked on the downloaded bytes before they are
+    unpacked, and the ``.pdparams`` is later read without unpickling arbitrary objects."""
     if "://" in path_or_url:
-        from .data.download import download_and_extract, download_file
-        if not path_or_url.endswith(ARCHIVE_SUFFIXES):
-            return download_file(path_or_url, cache_dir)
-        name = path_or_url.rstrip("/").rsplit("/", 1)[-1]
+        from .data.download import (check_weights_url, download_and_extract, download_file,
+                                    split_sha256)
+        url, sha256 = split_sha256(path_or_url)
+        check_weights_url(url)
+        if not url.endswith(ARCHIVE_SUFFIXES):
+            return download_file(url, cache_dir, sha256=sha256)
+        name = url.rstrip("/").rsplit("/", 1)[-1]
         for suffix in ARCHIVE_SUFFIXES:
             name = name.removesuffix(suffix)
-        folder = download_and_extract(path_or_url, cache_dir / name)
+        folder = download_and_extract(url, cache_dir / name, sha256=sha256)
         found = sorted(folder.rglob("*.pdparams"))
         if len(found) != 1:
-            raise FileNotFoundError(f"{path_or_url} unpacked into {folder} holds "
+            raise FileNotFoundError(f"{url} unpacked into {folder} holds "
                                     f"{len(found)} .pdparams files; expected exactly one")
         return found[0]
     path = Path(path_or_url).expanduser()

@@ -7,6 +7,7 @@ import pytest
 from segq.builders import build_model, num_classes_of, resolve_pretrained
 from segq.checkpoint import CheckpointError
 from segq.config import Component, load_config
+from segq.data.download import DownloadError
 
 
 def _bisenet_weights(path, num_classes=4):
@@ -30,7 +31,7 @@ def test_pretrained_from_local_file_and_archive_url(tmp_path):
 def test_pretrained_errors_are_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="pretrained weights not found"):
         resolve_pretrained(str(tmp_path / "nope.pdparams"))
-    with pytest.raises(RuntimeError, match="could not download"):
+    with pytest.raises(DownloadError, match="could not download"):
         resolve_pretrained((tmp_path / "missing.tar.gz").as_uri(), cache_dir=tmp_path / "c")
     _bisenet_weights(tmp_path / "eleven.pdparams", num_classes=11)
     with pytest.raises(CheckpointError, match="shape_mismatch"):
