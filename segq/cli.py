@@ -104,6 +104,8 @@ def _add_ptq_flags(g) -> None:
                    metavar=("N", "C", "H", "W"), help="fixed input shape (default dynamic)")
     g.add_argument("--allow_calib_overlap", action="store_true",
                    help="allow calibration images that are also in the val set")
+    g.add_argument("--with_softmax", action="store_true")
+    g.add_argument("--without_argmax", action="store_true")
 
 
 def ptq_options(args: argparse.Namespace):
@@ -115,6 +117,7 @@ def ptq_options(args: argparse.Namespace):
         save_dir=args.save_dir, algo=args.algo, hist_percent=args.hist_percent,
         bias_correction=args.bias_correction, recon=args.recon, weight_only=args.weight_only,
         weight_bits=args.weight_bits, batch_size=args.batch_size, input_shape=args.input_shape,
+        with_softmax=args.with_softmax, without_argmax=args.without_argmax,
         source=CalibrationSource(args.calib_dir, args.calib_list, args.calib_num,
                                  args.allow_calib_overlap))
 

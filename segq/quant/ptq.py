@@ -44,6 +44,8 @@ class PTQOptions:
     weight_bits: int = 8               # with weight_only
     batch_size: int = 8
     input_shape: list[int] | None = None   # [N, C, H, W] of the export (-1: dynamic)
+    with_softmax: bool = False         # the export's output op, as export.py's flags
+    without_argmax: bool = False
     source: CalibrationSource = field(default_factory=CalibrationSource)
 
     def algos(self) -> list[str]:
@@ -57,6 +59,7 @@ class PTQResult:
     calib_seconds: float
     num_images: int
     size_bytes: int
+    miou: float | None = None          # Paddle Inference INT8 val mIoU, with --algo all
 
 
 def check_ptq_request(quant: QuantConfig, opts: PTQOptions) -> None:
@@ -159,7 +162,8 @@ def ptq(cfg: SegConfig, fp32_weights: str, opts: PTQOptions) -> list[PTQResult]:
     work = save_dir.with_name(save_dir.name + ".tmp")
     shutil.rmtree(work, ignore_errors=True)
     try:
-        fp32_dir = export_model(cfg, model, str(work / "fp32"), opts.input_shape)
+        fp32_dir = export_model(cfg, model, str(work / "fp32"), opts.input_shape,
+                                opts.with_softmax, opts.without_argmax)
         names = ["weight_only"] if opts.weight_only else opts.algos()
         results = []
         for name in names:
@@ -176,7 +180,8 @@ def ptq(cfg: SegConfig, fp32_weights: str, opts: PTQOptions) -> list[PTQResult]:
                     opts.bias_correction, skip_tensors=skipped_weight_names(model, skipped))
             seconds = time.perf_counter() - t0
             out = work / name
-            export_model(cfg, model, str(out), opts.input_shape, saver=_copy_saver(raw),
+            export_model(cfg, model, str(out), opts.input_shape, opts.with_softmax,
+                         opts.without_argmax, saver=_copy_saver(raw),
                          extra_info={"Quant": _quant_section(quant, opts, name, skipped, calib,
                                                              seconds)})
             shutil.rmtree(raw)
@@ -184,9 +189,28 @@ def ptq(cfg: SegConfig, fp32_weights: str, opts: PTQOptions) -> list[PTQResult]:
                                      _dir_size(out)))
             logger.info(f"{name}: {seconds:.1f} s, {_dir_size(out) / 1e6:.2f} MB")
         shutil.rmtree(fp32_dir)
-        return _publish(work, save_dir, results)
+        results = _publish(work, save_dir, results)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if len(results) > 1:
+        write_comparison(cfg, results, save_dir)
+    return results
+
+
+def write_comparison(cfg: SegConfig, results: list[PTQResult], save_dir: Path) -> None:
+    """``--algo all``: every algorithm's export evaluated under Paddle Inference INT8 on the
+    config's val set (when it has one), as ``save_dir/comparison.md`` and ``.json``."""
+    import dataclasses
+    import json
+
+    from ..engine.workflows import evaluate_inference_model
+
+    if cfg.val_dataset is not None:
+        for r in results:
+            r.miou = evaluate_inference_model(cfg, str(r.model_dir), int8=True).miou
+    (save_dir / "comparison.md").write_text(report(results) + "\n")
+    (save_dir / "comparison.json").write_text(json.dumps(
+        [{**dataclasses.asdict(r), "model_dir": str(r.model_dir)} for r in results], indent=2))
 
 
 def _publish(work: Path, save_dir: Path, results: list[PTQResult]) -> list[PTQResult]:
@@ -208,14 +232,13 @@ def _move_into(src: Path, dst: Path) -> None:
         f.replace(dst / f.name)
 
 
-def report(results: list[PTQResult], mious: dict[str, float] | None = None) -> str:
+def report(results: list[PTQResult]) -> str:
     """A Markdown table of the results (with val mIoU where measured)."""
-    mious = mious or {}
-    head = "| quantization | calibration s | s / image | size MB | mIoU | model dir |"
-    rows = [head, "|---|---|---|---|---|---|"]
+    rows = ["| quantization | calibration s | s / image | size MB | mIoU | model dir |",
+            "|---|---|---|---|---|---|"]
     for r in results:
         per_image = f"{r.calib_seconds / r.num_images:.3f}" if r.num_images else "-"
-        miou = f"{mious[r.name]:.4f}" if r.name in mious else "-"
+        miou = f"{r.miou:.4f}" if r.miou is not None else "-"
         rows.append(f"| {r.name} | {r.calib_seconds:.1f} | {per_image} | "
                     f"{r.size_bytes / 1e6:.2f} | {miou} | {r.model_dir} |")
     return "\n".join(rows)
