@@ -15,6 +15,8 @@ from segq.export import DEPLOY_FILE, MODEL_FILE, PARAMS_FILE
 # concat primitive"), and ``pool2d`` fails on PP-LiteSeg's adaptive pooling ("There are no
 # kernels which are registered in the pool2d operator"); convs are where the time goes.
 INT8_OPS = {"conv2d", "fused_conv2d", "depthwise_conv2d"}
+# deploy.yaml's Quant.method of a weight-only export (slim/ptq.py --weight_only)
+WEIGHT_ONLY = "weight_only"
 
 
 def yaml_error_line(e: yaml.YAMLError) -> str:
@@ -54,17 +56,35 @@ def model_files(model_dir: str | os.PathLike) -> tuple[Path, Path]:
     return paths
 
 
+def is_weight_only(quant) -> bool:
+    """Whether a deploy.yaml ``Quant:`` section describes a weight-only export
+    (``slim/ptq.py --weight_only``): INT8 weights in the params file, float inference."""
+    return isinstance(quant, dict) and quant.get("method") == WEIGHT_ONLY
+
+
+def is_weight_only_export(model_dir: str | os.PathLike) -> bool:
+    return is_weight_only((_deploy_content(Path(model_dir)) or {}).get("Quant"))
+
+
 def require_quantized_export(model_dir: str | os.PathLike, asked: str = "int8=True",
                              fp32_instead: str = "int8=False") -> None:
-    """Refuse an INT8 run of an FP32 export. oneDNN finds no quantized ops in it and runs it
+    """Refuse an INT8 run of a float export. oneDNN finds no quantized ops in it and runs it
     in FP32, so whatever is reported as INT8 would be FP32 numbers. An export is quantized
-    when its deploy.yaml has the ``Quant:`` section slim/qat_export.py writes; a directory
-    without deploy.yaml (not a segq export) cannot tell and is let through."""
+    when its deploy.yaml has the ``Quant:`` section slim/qat_export.py and slim/ptq.py write,
+    except a weight-only one (``Quant.method: weight_only``): its INT8 weights are
+    dequantized on load and it runs in float. A directory without deploy.yaml (not a segq
+    export) cannot tell and is let through."""
     content = _deploy_content(Path(model_dir))
-    if content is not None and content.get("Quant") is None:
+    if content is None:
+        return
+    if content.get("Quant") is None:
         raise ValueError(f"{asked} needs a quantized export, but {model_dir} is FP32 (its "
                          f"{DEPLOY_FILE} has no 'Quant:' section): use {fp32_instead}, or "
-                         f"export the QAT model with slim/qat_export.py")
+                         f"make an INT8 export with slim/qat_export.py (quantization-aware "
+                         f"training) or slim/ptq.py (post-training quantization)")
+    if is_weight_only(content["Quant"]):
+        raise ValueError(f"{asked} on {model_dir}: a weight-only export runs in float: use "
+                         f"{fp32_instead}")
 
 
 def run_predictor(predictor, batch: np.ndarray) -> np.ndarray:
@@ -88,17 +108,29 @@ class PaddleInferenceModel:
         use_mkldnn: run with oneDNN kernels (about 4x faster than plain CPU kernels).
         cpu_threads: math library threads.
         int8: run quantized ops in INT8 through oneDNN (needs ``use_mkldnn`` and a quantized
-            export: an FP32 one is refused, see :func:`require_quantized_export`).
+            export: an FP32 or weight-only one is refused, see
+            :func:`require_quantized_export`).
+
+    A weight-only export (``Quant.method: weight_only``) is loaded through
+    :func:`segq.deploy.weight_only.load_float_model`: Paddle Inference cannot run its INT8
+    weights in float ops, so they are dequantized in memory and the model runs in FP32.
     """
 
     def __init__(self, model_dir: str | os.PathLike, use_mkldnn: bool = True,
                  cpu_threads: int = 2, int8: bool = False):
-        if int8 and not use_mkldnn:
-            raise ValueError("int8=True runs through oneDNN: set use_mkldnn=True")
         if int8:
             require_quantized_export(model_dir)
+            if not use_mkldnn:
+                raise ValueError("int8=True runs through oneDNN: set use_mkldnn=True")
         model_file, params_file = model_files(model_dir)
-        config = Config(str(model_file), str(params_file))
+        self.weight_only = is_weight_only_export(model_dir)
+        if self.weight_only:
+            from .deploy.weight_only import load_float_model  # segq.deploy imports this module
+
+            config = Config()
+            load_float_model(model_dir).configure(config)
+        else:
+            config = Config(str(model_file), str(params_file))
         config.disable_gpu()
         config.set_cpu_math_library_num_threads(int(cpu_threads))
         config.switch_ir_optim(True)

@@ -40,7 +40,7 @@ def main(argv=None):
             ops = profile_openvino(model_dir, batch, args.cpu_threads, args.runs)
             tables.append(profile_markdown(f"{model_dir}: {args.backend}", ops))
             continue
-        int8 = load_deploy_info(model_dir).is_quantized
+        int8 = load_deploy_info(model_dir).is_int8
         if args.backend == "paddle":
             ops = profile_paddle(model_dir, batch, int8, args.cpu_threads, args.runs)
         else:

@@ -28,7 +28,7 @@ def create_backend(deploy: DeployInfo, options: PredictorOptions) -> Backend:
 
         return paddle_backend(deploy, options)
     onnx_file = deploy.require_onnx_file(f"backend {options.backend!r}")
-    if options.precision == "fp32" and deploy.is_quantized:
+    if options.precision == "fp32" and deploy.is_int8:
         raise ValueError(f"{deploy.deploy_file} is a quantized export, whose ONNX model is "
                          f"INT8: use precision 'int8' with backend {options.backend!r}")
     from .onnx_backend import OnnxRuntimeModel, OpenVINOModel

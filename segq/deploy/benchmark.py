@@ -79,7 +79,7 @@ def calibration_batches(cfg: SegConfig, count: int, hw: tuple[int, int]) -> list
 
 
 def method_of(deploy: DeployInfo) -> str:
-    method = QAT if deploy.is_quantized else FP32
+    method = QAT if deploy.is_int8 else FP32
     return method + (", argmax before resize" if deploy.argmax_before_resize else "")
 
 
@@ -91,9 +91,9 @@ def candidates(exports: list[DeployInfo], settings: BenchSettings, peer_dir: Pat
     from .onnx_backend import OnnxRuntimeModel, OpenVINOModel
 
     threads = settings.cpu_threads
-    precision = lambda d: "int8" if d.is_quantized else "fp32"  # noqa: E731
+    precision = lambda d: "int8" if d.is_int8 else "fp32"  # noqa: E731
     rows = [Candidate(PADDLE, precision(d), method_of(d), lambda d=d: PaddleInferenceModel(
-        d.model_dir, cpu_threads=threads, int8=d.is_quantized), (d.model_file, d.params_file))
+        d.model_dir, cpu_threads=threads, int8=d.is_int8), (d.model_file, d.params_file))
         for d in exports]
     for name, runtime in ((ORT, OnnxRuntimeModel), (OPENVINO, OpenVINOModel)):
         rows += [Candidate(name, precision(d), method_of(d),
@@ -118,9 +118,9 @@ def load_exports(fp32_dirs: list, int8_dirs: list) -> list[DeployInfo]:
     """The exports in order (FP32 first), checked: the right kind, one input size."""
     fp32s = [load_deploy_info(d) for d in fp32_dirs]
     int8s = [load_deploy_info(d) for d in int8_dirs]
-    if not fp32s or not int8s or any(d.is_quantized for d in fp32s) or not all(
-            d.is_quantized for d in int8s):
-        listed = ", ".join(f"{d.deploy_file} (quantized: {d.is_quantized})"
+    if not fp32s or not int8s or any(d.is_int8 for d in fp32s) or not all(
+            d.is_int8 for d in int8s):
+        listed = ", ".join(f"{d.deploy_file} (quantized: {d.is_int8})"
                            for d in fp32s + int8s)
         raise ValueError(f"expected FP32 exports, then QAT INT8 exports; got {listed}")
     hw = _fixed_hw(fp32s[0])

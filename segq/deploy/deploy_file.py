@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from ..export import DEPLOY_FILE, OUTPUT_OPS
-from ..inference import model_files, yaml_error_line
+from ..inference import is_weight_only, model_files, yaml_error_line
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,14 @@ class DeployInfo:
 
     @property
     def is_quantized(self) -> bool:
+        """Any quantized export: INT8 (QAT or PTQ) or weight-only."""
         return self.quant is not None
+
+    @property
+    def is_int8(self) -> bool:
+        """An export that runs INT8 ops; a weight-only export stores INT8 weights but runs
+        in float."""
+        return self.quant is not None and not is_weight_only(self.quant)
 
     def require_onnx_file(self, user: str) -> Path:
         """The export's ONNX model, or an error telling ``user`` how to make it."""

@@ -33,6 +33,7 @@ import onnx
 import yaml
 from onnx import helper, numpy_helper
 
+from ..inference import WEIGHT_ONLY, is_weight_only
 from .deploy_file import DeployInfo, load_deploy_info
 
 ONNX_FILE = "model.onnx"
@@ -271,11 +272,19 @@ def _set_deploy_onnx(deploy_file: Path, onnx_name: str) -> None:
 def export_onnx(model_dir: str | os.PathLike, opset: int = OPSET) -> Path:
     """Write ``model_dir/model.onnx`` from the Paddle export in ``model_dir`` (FP32, or a
     QAT export, which becomes a QDQ graph with INT8 weights) and name it in deploy.yaml.
+    A weight-only export (slim/ptq.py --weight_only) is refused.
 
     The export must have a fixed H and W (``--input_shape N C H W``; N may be -1):
     adaptive pooling is only expressible in ONNX for a known input size.
     """
     deploy = load_deploy_info(model_dir)
+    if is_weight_only(deploy.quant):
+        # paddle2onnx 1.3.1 writes Convs reading its INT8 weights as they are, which ONNX
+        # Runtime rejects as an invalid model ("Type 'tensor(int8)' ... of operator (Conv)")
+        raise ValueError(f"{deploy.deploy_file} is a weight-only export (INT8 weights, float "
+                         f"inference; Quant.method {WEIGHT_ONLY}), which has no ONNX form: "
+                         f"the ONNX path takes the FP32 or an INT8 export (export.py, "
+                         f"slim/qat_export.py, or slim/ptq.py without --weight_only)")
     shape = deploy.input_shape
     if shape is None or shape[2] == -1 or shape[3] == -1:
         raise ValueError(f"{deploy.deploy_file}: ONNX export needs a fixed input H and W, "

@@ -2,7 +2,8 @@
 
 The GPU path is split so the CPU build can test it: ``configure_tensorrt`` only calls
 methods on a Config, and ``ShapeTunedRunner`` only sequences predictors built from configs
-(collect shape ranges once, then run the tuned engine).
+(collect shape ranges once, then run the tuned engine). A weight-only export (INT8 weights,
+float inference) is dequantized on load on both (segq.deploy.weight_only).
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any, Callable
 import numpy as np
 from paddle.inference import Config, PrecisionType, create_predictor, get_trt_compile_version
 
-from ..inference import PaddleInferenceModel, run_predictor
+from ..inference import PaddleInferenceModel, is_weight_only, run_predictor
 from .backend import Backend
 from .deploy_file import DeployInfo
 from .options import PredictorOptions
@@ -90,6 +91,23 @@ def require_tensorrt_build() -> None:
                          f"paddlepaddle-gpu build with TensorRT")
 
 
+def model_config(deploy: DeployInfo) -> Callable[[], Config]:
+    """A maker of Configs pointing at the export's model: its files, or for a weight-only
+    export the float model :func:`segq.deploy.weight_only.load_float_model` builds in memory
+    (dequantized once, shared by every Config made)."""
+    if not is_weight_only(deploy.quant):
+        return lambda: Config(str(deploy.model_file), str(deploy.params_file))
+    from .weight_only import load_float_model
+
+    model = load_float_model(deploy.model_dir)
+
+    def make() -> Config:
+        config = Config()
+        model.configure(config)
+        return config
+    return make
+
+
 class PaddleTensorRTModel:
     """GPU backend: Paddle Inference with TensorRT subgraphs and tuned dynamic shapes."""
 
@@ -101,9 +119,11 @@ class PaddleTensorRTModel:
             self._tmp = tempfile.TemporaryDirectory(prefix="segq-trt-")
             shape_file = Path(self._tmp.name) / "shape_range_info.pbtxt"
 
+        make_model_config = model_config(deploy)
+
         def make_config(collect_shapes: bool) -> Config:
-            config = Config(str(deploy.model_file), str(deploy.params_file))
-            return configure_tensorrt(config, options, shape_file, collect_shapes)
+            return configure_tensorrt(make_model_config(), options, shape_file,
+                                      collect_shapes)
 
         self._runner = ShapeTunedRunner(make_config, shape_file)
 

@@ -9,7 +9,7 @@ from typing import Callable, Hashable, Iterable, Iterator, NamedTuple, Sequence,
 import numpy as np
 
 from ..data.transforms import build_transforms, transform_image
-from ..inference import require_quantized_export
+from ..inference import is_weight_only, require_quantized_export
 from .backend import Backend, create_backend
 from .deploy_file import DeployInfo, load_deploy_info
 from .options import PredictorOptions
@@ -57,9 +57,17 @@ def same_shape_batches(items: Iterable[T], shape_of: Callable[[T], Hashable],
 
 def check_precision(deploy: DeployInfo, options: PredictorOptions) -> None:
     """precision 'int8' runs the INT8 ops of a quantized export; on an FP32 one it would
-    run FP32 under an INT8 label, so it is refused (on every backend)."""
-    if options.precision == "int8" and not deploy.is_quantized:
+    run FP32 under an INT8 label, so it is refused (on every backend). A weight-only export
+    runs in float: int8 is refused on it too, and so are the ONNX backends (it has no ONNX
+    model: segq.deploy.onnx_export refuses to write one)."""
+    weight_only = is_weight_only(deploy.quant)
+    if options.precision == "int8" and not deploy.is_int8:
         require_quantized_export(deploy.model_dir, "precision 'int8'", "precision 'fp32'")
+    if weight_only and options.backend != "paddle":
+        raise ValueError(f"{deploy.deploy_file} is a weight-only export (INT8 weights, "
+                         f"float inference), which runs on backend 'paddle' only: the ONNX "
+                         f"path (backend {options.backend!r}) takes the FP32 or an INT8 "
+                         f"export")
 
 
 class Predictor:

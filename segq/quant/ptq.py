@@ -107,7 +107,9 @@ def skipped_weight_names(model, skipped: list[str]) -> list[str]:
 def _quant_section(quant: QuantConfig, opts: PTQOptions, name: str, skipped: list[str],
                    calib: CalibrationSet | None, seconds: float) -> dict:
     section = {"method": "weight_only" if opts.weight_only else "ptq",
-               "weight_quantize_type": quant.weight_quantize_type,
+               # PaddleSlim's weight-only quantizer is always per channel
+               "weight_quantize_type": "channel_wise_abs_max" if opts.weight_only
+               else quant.weight_quantize_type,
                "weight_bits": opts.weight_bits if opts.weight_only else quant.weight_bits,
                "quantizable_layer_type": list(quant.quantizable_layer_type),
                "skipped_layers": list(skipped),
