@@ -179,12 +179,15 @@ def run_cli(main, argv=None) -> int:
     ``ValueError``) into one clear line and exit code 2, and Ctrl-C into one line and 130."""
     from .checkpoint import CheckpointError
     from .config import ConfigError
+    from .data.download import DownloadError
+    from .data.workers import WorkerDiedError
     from .registry import RegistryError
 
     setup_logging()
     try:
         main(argv)
-    except (ConfigError, CheckpointError, RegistryError, FileNotFoundError, ValueError) as e:
+    except (ConfigError, CheckpointError, RegistryError, FileNotFoundError, ValueError,
+            DownloadError, WorkerDiedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:

@@ -14,7 +14,7 @@ from segq.data.ade20k import ADE20K
 from segq.data.camvid import CamVid
 from segq.data.cityscapes import Cityscapes
 from segq.data.dataset import Dataset
-from segq.data.download import download_and_extract, ensure_dataset
+from segq.data.download import DownloadError, download_and_extract, ensure_dataset
 from segq.data.io import ImageDecodeError, read_image, read_label
 from segq.data.list_file import parse_list_lines, read_list_file
 from segq.data.loader import (InfiniteShardedSampler, build_eval_loader, build_train_loader,
@@ -251,7 +251,7 @@ def test_download_and_extract_from_file_url(tmp_path):
 
 
 def test_download_failure_says_where_to_put_files(tmp_path):
-    with pytest.raises(RuntimeError, match=r"no network.*cache[/\\]gone\.zip"):
+    with pytest.raises(DownloadError, match=r"no network.*cache[/\\]gone\.zip"):
         download_and_extract((tmp_path / "gone.zip").as_uri(), tmp_path / "cache")
     assert not list((tmp_path / "cache").glob("*.part"))
 

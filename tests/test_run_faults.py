@@ -258,3 +258,23 @@ def test_sigkill_during_a_checkpoint_write_never_publishes_it(fault, uninterrupt
     assert_same_weights(run / "iter_6", uninterrupted / "iter_6")
     fault.seen("iter_4.tmp left unpublished; resumed from iter_2 to the same iter_6",
                kept="iter_2; the half-written iter_4 is never taken for a checkpoint")
+
+
+def test_the_last_checkpoint_records_the_whole_runs_wall_time(monkeypatch, tmp_path):
+    """compare_int8 reports a run's time from its last checkpoint: the final evaluation and
+    the start-up count too (they were left out, 7.7 of a 9.2-minute QAT run)."""
+    import json
+    import segq.engine.workflows as workflows
+    real = workflows.evaluate
+
+    def slow_evaluate(*args, **kwargs):
+        time.sleep(1.0)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(workflows, "evaluate", slow_evaluate)
+    t0 = time.perf_counter()
+    train(small_cfg(2), TrainOptions(save_dir=str(tmp_path / "r"), save_interval=2,
+                                     do_eval=True))
+    total = time.perf_counter() - t0
+    state = json.loads((tmp_path / "r/iter_2/state.json").read_text())
+    assert total > 1.0 and state["extra"]["wall_time_s"] >= total - 0.5

@@ -29,10 +29,10 @@ class ADE20K(SegDataset):
     _SPLIT_DIR = {"train": "training", "val": "validation"}
 
     def __init__(self, dataset_root: str, mode: str = "train", transforms: Any = (),
-                 download: bool = False):
+                 download: bool = False, skip_bad_files: bool = False):
         remap = {0: 255, **{k: k - 1 for k in range(1, self.NUM_CLASSES + 1)}}
         super().__init__(self.NUM_CLASSES, mode, transforms, label_remap=remap,
-                         modes=("train", "val"))
+                         modes=("train", "val"), skip_bad_files=skip_bad_files)
         self.dataset_root = ensure_dataset(dataset_root, "ADE20K", LAYOUT, URL, download)
         split = self._SPLIT_DIR[self.mode]
         img_dir = os.path.join(self.dataset_root, "images", split)

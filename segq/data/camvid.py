@@ -31,8 +31,8 @@ class CamVid(Dataset):
     VOID = 11
 
     def __init__(self, dataset_root: str, mode: str = "train", transforms: Any = (),
-                 ignore_index: int = 255):
+                 ignore_index: int = 255, skip_bad_files: bool = False):
         root = ensure_dataset(dataset_root, "CamVid", LAYOUT)
         super().__init__(root, self.NUM_CLASSES, mode, transforms, train_path="train.txt",
                          val_path="val.txt", test_path="test.txt", ignore_index=ignore_index,
-                         label_remap={self.VOID: ignore_index})
+                         label_remap={self.VOID: ignore_index}, skip_bad_files=skip_bad_files)

@@ -32,8 +32,9 @@ class Cityscapes(SegDataset):
                "traffic sign", "vegetation", "terrain", "sky", "person", "rider", "car",
                "truck", "bus", "train", "motorcycle", "bicycle")
 
-    def __init__(self, dataset_root: str, mode: str = "train", transforms: Any = ()):
-        super().__init__(self.NUM_CLASSES, mode, transforms)
+    def __init__(self, dataset_root: str, mode: str = "train", transforms: Any = (),
+                 skip_bad_files: bool = False):
+        super().__init__(self.NUM_CLASSES, mode, transforms, skip_bad_files=skip_bad_files)
         # Cityscapes needs a login to download, so there is no download option
         self.dataset_root = ensure_dataset(dataset_root, "Cityscapes", LAYOUT)
         img_dir = os.path.join(self.dataset_root, "leftImg8bit", self.mode)

@@ -3,14 +3,22 @@
 The sampler, not the workers, decides everything random: it yields ``(index, sample_seed)``
 keys and the dataset seeds each sample's augmentation from its key. A batch is therefore a
 pure function of ``(seed, iteration, rank, world_size)``, whatever ``num_workers`` is, and a
-run restarted at ``start_iter`` sees the batches the uninterrupted run would have seen.
+run restarted at ``start_iter`` sees the batches the uninterrupted run would have seen
+(``skip_bad_files`` keeps this: a bad sample is replaced by the next good index with the
+same seed).
 """
 from __future__ import annotations
 
+import functools
+import logging
 import numbers
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
+
+from .workers import ordered_map
+
+logger = logging.getLogger("segq")
 
 
 class InfiniteShardedSampler:
@@ -80,41 +88,89 @@ def collate_train(samples: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
     return img, label
 
 
+def load_batch(dataset, keys: Sequence[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray, list]:
+    """``(img, label)`` of the samples at ``keys``, plus the files skipped on the way."""
+    samples = [dataset[key] for key in keys]
+    img, label = collate_train(samples)
+    return img, label, [e for s in samples for e in s.get("skipped", ())]
+
+
+class SkipReport:
+    """Logs each bad file skipped (``skip_bad_files``) once, and keeps them by path."""
+
+    def __init__(self, what: str):
+        self.what = what
+        self.files: dict[str, Exception] = {}
+
+    def add(self, errors: Iterable[Exception]) -> None:
+        for e in errors:
+            key = getattr(e, "path", None) or str(e)
+            if key not in self.files:
+                self.files[key] = e
+                logger.warning(f"skip_bad_files: skipped a bad {self.what} file "
+                               f"({len(self.files)} so far): {e}")
+
+
+class TrainBatches:
+    """The endless iterator of ``(img, label)`` paddle tensors :func:`build_train_loader`
+    returns; ``skipped_files`` maps each bad file skipped so far to its error."""
+
+    def __init__(self, dataset, sampler: InfiniteShardedSampler, num_workers: int):
+        load = functools.partial(load_batch, dataset)
+        # num_workers=0 loads in this thread, so an error is raised right here (paddle's
+        # DataLoader loaded in a thread that died on it, leaving training waiting forever)
+        self._arrays = (map(load, sampler) if num_workers == 0
+                        else ordered_map(load, sampler, num_workers))
+        self._skips = SkipReport("training")
+
+    @property
+    def skipped_files(self) -> dict[str, Exception]:
+        return self._skips.files
+
+    def __iter__(self) -> "TrainBatches":
+        return self
+
+    def __next__(self):
+        import paddle  # here, so importing segq.data stays light
+
+        img, label, skipped = next(self._arrays)
+        self._skips.add(skipped)
+        return paddle.to_tensor(img), paddle.to_tensor(label)
+
+    def close(self) -> None:
+        """Stop the worker processes (if any); they also stop when this is garbage."""
+        close = getattr(self._arrays, "close", None)
+        if close is not None:
+            close()
+
+
 def build_train_loader(dataset, batch_size: int, num_workers: int, seed: int,
-                       start_iter: int = 0, rank: int = 0, world_size: int = 1):
+                       start_iter: int = 0, rank: int = 0, world_size: int = 1) -> TrainBatches:
     """An endless iterator of ``(img, label)`` paddle tensors, resuming at ``start_iter``.
 
-    paddle.io.DataLoader passes the sampler's ``(index, seed)`` keys to ``dataset[key]``
-    unchanged, with and without worker processes (tests/test_data.py checks both).
+    ``dataset[key]`` gets the sampler's ``(index, seed)`` keys, in this process
+    (``num_workers=0``) or in forked workers (:mod:`segq.data.workers`); a bad sample raises
+    its :class:`~segq.data.errors.DataError` here either way.
     """
-    import paddle  # here, so importing segq.data stays light
-
     sampler = InfiniteShardedSampler(len(dataset), batch_size, seed, rank, world_size,
                                      start_iter)
-    # No cv2.setNumThreads(1) in a worker_init_fn: in a forked worker it deadlocks tearing
+    # No cv2.setNumThreads(1) in the workers: in a forked worker it deadlocks tearing
     # down the thread pool inherited from a parent that already ran cv2 in parallel.
-    loader = paddle.io.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate_train,
-                                  num_workers=num_workers, return_list=True)
-    return iter(loader)
-
-
-def _iterate_in_workers(dataset, num_workers: int) -> Iterator[dict]:
-    import paddle
-
-    # collate_fn returns the sample itself; on the way back from the workers paddle turns its
-    # arrays into Tensors and tuples into lists, so restore both to match num_workers=0.
-    loader = paddle.io.DataLoader(dataset, batch_size=1, shuffle=False, num_workers=num_workers,
-                                  collate_fn=lambda batch: batch[0], return_list=True)
-    for sample in loader:
-        sample = {k: (v.numpy() if isinstance(v, paddle.Tensor) else v) for k, v in sample.items()}
-        if "trans_info" in sample:
-            sample["trans_info"] = [(op, tuple(hw)) for op, hw in sample["trans_info"]]
-        yield sample
+    return TrainBatches(dataset, sampler, num_workers)
 
 
 def build_eval_loader(dataset, num_workers: int = 0) -> Iterator[dict]:
     """Yield the dataset's samples in order, one dict at a time (numpy arrays: ``img``
     float32 CHW, ``label``/``ori_label`` int64 HW), so images may differ in size."""
+    indices = range(len(dataset))
     if num_workers and num_workers > 0:
-        return _iterate_in_workers(dataset, num_workers)
-    return (dataset[i] for i in range(len(dataset)))
+        samples = ordered_map(dataset.__getitem__, indices, num_workers)
+    else:
+        samples = (dataset[i] for i in indices)
+    skips = SkipReport("evaluation (the next good sample is scored in its place)")
+    try:
+        for sample in samples:
+            skips.add(sample.pop("skipped", ()))
+            yield sample
+    finally:
+        samples.close()  # stops the workers when evaluation ends early

@@ -27,8 +27,8 @@ class OpticDiscSeg(Dataset):
     CLASSES = ("background", "optic_disc")
 
     def __init__(self, dataset_root: str, mode: str = "train", transforms: Any = (),
-                 download: bool = False):
+                 download: bool = False, skip_bad_files: bool = False):
         root = ensure_dataset(dataset_root, "OpticDiscSeg", LAYOUT, URL, download)
         super().__init__(root, self.NUM_CLASSES, mode, transforms,
                          train_path="train_list.txt", val_path="val_list.txt",
-                         test_path="test_list.txt")
+                         test_path="test_list.txt", skip_bad_files=skip_bad_files)

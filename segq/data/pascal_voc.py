@@ -8,7 +8,7 @@ from typing import Any
 from ..registry import DATASETS
 from .dataset import SegDataset
 from .download import ensure_dataset
-from .list_file import parse_list_lines
+from .list_file import ListEntry, parse_list_lines
 
 URL = "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"
 LAYOUT = """\
@@ -35,9 +35,10 @@ class PascalVOC(SegDataset):
                "pottedplant", "sheep", "sofa", "train", "tvmonitor")
 
     def __init__(self, dataset_root: str, mode: str = "train", transforms: Any = (),
-                 download: bool = False):
+                 download: bool = False, skip_bad_files: bool = False):
         super().__init__(self.NUM_CLASSES, mode, transforms,
-                         modes=("train", "val", "trainval", "trainaug"))
+                         modes=("train", "val", "trainval", "trainaug"),
+                         skip_bad_files=skip_bad_files)
         self.dataset_root = ensure_dataset(dataset_root, "PascalVOC", LAYOUT, URL, download)
         voc = os.path.join(self.dataset_root, "VOC2012")
         sets = os.path.join(voc, "ImageSets", "Segmentation")
@@ -51,6 +52,8 @@ class PascalVOC(SegDataset):
             if not os.path.isfile(list_path):
                 raise FileNotFoundError(f"list file not found: {list_path}; expected:\n{LAYOUT}")
             with open(list_path, encoding="utf-8") as f:
-                for (name, _) in parse_list_lines(f, require_label=False, source=list_path):
-                    self.file_list.append((os.path.join(voc, "JPEGImages", name + ".jpg"),
-                                           os.path.join(voc, label_dir, name + ".png")))
+                for entry in parse_list_lines(f, require_label=False, source=list_path):
+                    name = entry.image
+                    self.file_list.append(ListEntry(
+                        os.path.join(voc, "JPEGImages", name + ".jpg"),
+                        os.path.join(voc, label_dir, name + ".png"), list_path, entry.line))

@@ -29,6 +29,7 @@ class SyntheticScenes(SegDataset):
     """Deterministic synthetic scenes; ``image_size`` is ``(h, w)``."""
 
     NUM_CLASSES = 4  # the default, for builders that ask the class; a num_classes kwarg wins
+    reads_files = False  # file_list holds names only; samples are drawn, not read
     NOISE_STD = 18.0
     JITTER_STD = 20.0
     TEXTURE_AMP = 18.0

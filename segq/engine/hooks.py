@@ -60,6 +60,16 @@ class LoggerHook(Hook):
             self.writer.add_scalar("Train/batch_cost", batch_cost, it)
             self.writer.add_scalar("Train/reader_cost", data_cost, it)
 
+    def after_run(self, trainer: Trainer) -> None:
+        # each skipped file was logged when met; the total is easy to miss among them
+        skipped = getattr(trainer.batches, "skipped_files", None)
+        if skipped and trainer.is_main:
+            names = list(skipped)
+            more = f" and {len(names) - 10} more" if len(names) > 10 else ""
+            logger.warning(f"skip_bad_files: {len(names)} bad training file(s) were skipped "
+                           f"and replaced by the next good sample: {', '.join(names[:10])}"
+                           f"{more}")
+
 
 class CheckpointHook(Hook):
     """Every ``save_interval`` (and at the end): evaluate (if given an ``evaluate_fn``),
@@ -86,6 +96,9 @@ class CheckpointHook(Hook):
         improved = result is not None and result.miou > state.best_miou
         if improved:
             state.best_miou, state.best_iter = result.miou, it
+        # the state saved with the checkpoint counts this evaluation too: the last one then
+        # holds the whole run's wall time
+        state.extra["wall_time_s"] = trainer.wall_time()
         ckpt = save_checkpoint(self.save_dir / f"iter_{it}", trainer.model, trainer.optimizer,
                                state)
         if result is not None:
@@ -100,17 +113,19 @@ class CheckpointHook(Hook):
             copy_checkpoint(ckpt, self.save_dir / "best_model")
         self._prune()
 
+    def on_interrupt(self, trainer: Trainer) -> str:
+        if not trainer.is_main:
+            return ""
+        # iter_N dirs appear by an atomic rename, so the newest one is complete (an
+        # interrupted write leaves only iter_N.tmp, which is not listed)
+        saved = iteration_checkpoints(self.save_dir)
+        if not saved:
+            due = min((trainer.iteration // self.save_interval + 1) * self.save_interval,
+                      trainer.max_iters)
+            return (f"no checkpoint was written to {self.save_dir} yet (the next is due at "
+                    f"iter {due}); start again with --overwrite")
+        return f"last good checkpoint: {saved[-1]}; resume with --resume_model {saved[-1]}"
+
     def _prune(self) -> None:
         for old in iteration_checkpoints(self.save_dir)[:-self.keep]:
             shutil.rmtree(old, ignore_errors=True)
-
-
-class TimerHook(Hook):
-    """Records the wall time of the run in ``trainer.state.extra['wall_time_s']``."""
-
-    def before_run(self, trainer: Trainer) -> None:
-        self._t0 = time.perf_counter()
-        self._before = float(trainer.state.extra.get("wall_time_s", 0.0))
-
-    def after_iter(self, trainer: Trainer, out: StepOutput) -> None:
-        trainer.state.extra["wall_time_s"] = self._before + time.perf_counter() - self._t0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from ..config import SegConfig, dump_config
 from ..cpu_runtime import cpuinfo_field
 from ..metrics import EvalResult
 from .evaluator import evaluate
-from .hooks import CheckpointHook, LoggerHook, LrSchedulerHook, TimerHook
+from .hooks import CheckpointHook, LoggerHook, LrSchedulerHook
 from .trainer import Trainer
 
 logger = logging.getLogger("segq")
@@ -69,9 +70,11 @@ def train(cfg: SegConfig, opts: TrainOptions, model: paddle.nn.Layer | None = No
     ``wrap_loss`` maps the config's loss ``fn(logits, label, img) -> (loss, terms)`` to the
     one trained with (QAT adds distillation that way)."""
     from ..config.validate import recipe_warnings
+    from ..data.check import check_files_exist
     from ..data.loader import build_train_loader
     from .run_dir import check_run_dir, clear_run_dir
 
+    started_at = time.perf_counter()
     rank, world = _distributed()
     seed_everything(opts.seed + rank)
     save_dir = Path(opts.save_dir)
@@ -92,6 +95,9 @@ def train(cfg: SegConfig, opts: TrainOptions, model: paddle.nn.Layer | None = No
     state.extra.update(iters=cfg.iters, batch_size=cfg.batch_size)
     train_set = builders.build_dataset(cfg.train_dataset, "train_dataset")
     val_set = builders.build_dataset(cfg.val_dataset, "val_dataset") if opts.do_eval else None
+    for dataset in (train_set, val_set):  # every listed file exists: fails in seconds
+        if dataset is not None:
+            check_files_exist(dataset)
     net = paddle.DataParallel(model) if world > 1 else model
     batches = build_train_loader(train_set, cfg.batch_size, opts.num_workers, opts.seed,
                                  start_iter=state.iteration, rank=rank, world_size=world)
@@ -109,7 +115,7 @@ def train(cfg: SegConfig, opts: TrainOptions, model: paddle.nn.Layer | None = No
     if val_set is not None:
         def evaluate_fn() -> EvalResult:
             return evaluate(model, val_set, cfg.test_config, opts.num_workers)
-    hooks = [LrSchedulerHook(scheduler), TimerHook(), LoggerHook(opts.log_iters, writer),
+    hooks = [LrSchedulerHook(scheduler), LoggerHook(opts.log_iters, writer),
              *extra_hooks,
              CheckpointHook(save_dir, opts.save_interval, evaluate_fn, opts.keep_checkpoint_max,
                             writer)]
@@ -117,7 +123,8 @@ def train(cfg: SegConfig, opts: TrainOptions, model: paddle.nn.Layer | None = No
     if wrap_loss is not None:
         loss_fn = wrap_loss(loss_fn)
     trainer = Trainer(net, optimizer, loss_fn, batches, cfg.iters, hooks, state,
-                      is_main=rank == 0, freeze_bn_stats=cfg.freeze_bn_stats)
+                      is_main=rank == 0, freeze_bn_stats=cfg.freeze_bn_stats,
+                      started_at=started_at)
     logger.info(f"training {type(model).__name__} for {cfg.iters} iters "
                 f"(from {state.iteration}), batch {cfg.batch_size}, "
                 f"{len(train_set)} train images, OMP threads {paddle_threads()}"
