@@ -1,0 +1,50 @@
+"""FP32 against every post-training quantization segq runs (and a QAT export), evaluated and
+timed under Paddle Inference in one run; prints a Markdown table:
+python tools/ptq_study.py --config C --model_path FP32.pdparams --save_dir output/ptq_study
+    --input_shape 1 3 360 480 [--calib_num 256] [--sizes 16 64] [--qat_dir INT8_EXPORT]
+    [--cpu_threads 2] [--result_json F] [--out docs/ptq.md --title T]"""
+from segq.cli import build_parser, run_cli, set_default_threads
+
+set_default_threads()
+
+
+def main(argv=None):
+    p = build_parser(__doc__, ())
+    p.add_argument("--save_dir", default="output/ptq_study")
+    p.add_argument("--input_shape", type=int, nargs=4, required=True,
+                   metavar=("N", "C", "H", "W"), help="latency input, e.g. 1 3 360 480")
+    p.add_argument("--calib_num", type=int, default=256)
+    p.add_argument("--sizes", type=int, nargs="*", default=[16, 64])
+    p.add_argument("--batch_size", type=int, default=8)
+    p.add_argument("--qat_dir", default=None, help="a QAT INT8 export of the same FP32 model")
+    p.add_argument("--cpu_threads", type=int, default=2)
+    p.add_argument("--latency_runs", type=int, default=30)
+    p.add_argument("--result_json", default=None)
+    p.add_argument("--out", default=None, help="append the table as a Markdown section here")
+    p.add_argument("--title", default=None)
+    args = p.parse_args(argv)
+    import shlex
+    import sys
+
+    from segq.config import load_config
+    from segq.engine.workflows import run_environment
+    from segq.quant.ptq_study import StudyOptions, run_study, study_markdown, write_study
+
+    cfg = load_config(args.config, args.opts)
+    opts = StudyOptions(args.save_dir, args.input_shape, args.calib_num, tuple(args.sizes),
+                        args.batch_size, args.cpu_threads, args.latency_runs, args.qat_dir)
+    rows = run_study(cfg, args.model_path, opts)
+    command = "python tools/ptq_study.py " + " ".join(
+        map(shlex.quote, sys.argv[1:] if argv is None else argv))
+    table = study_markdown(rows, args.title or f"{cfg.model.type}: FP32, PTQ and QAT",
+                           command, run_environment(), opts)
+    print(table)
+    if args.result_json:
+        write_study(rows, args.result_json, command, run_environment())
+    if args.out:
+        with open(args.out, "a", encoding="utf-8") as f:
+            f.write(table + "\n")
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_cli(main))
