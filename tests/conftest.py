@@ -1,6 +1,7 @@
 import os; os.environ.setdefault("OMP_NUM_THREADS", "2")  # noqa: E401,E702  before paddle/cv2
 from segq.cpu_runtime import set_cpu_defaults; set_cpu_defaults()  # noqa: E402,E702  MKL on AMD
 
+import re
 from pathlib import Path
 
 import cv2
@@ -76,12 +77,22 @@ class FaultRecord:
              command: str | None = None) -> None:
         """Record the message the user saw (its last non-empty line if several)."""
         lines = [ln.strip() for ln in str(message).strip().splitlines() if ln.strip()]
-        self.row["seen"] = lines[-1] if lines else "(nothing)"
+        self.row["seen"] = _stable(lines[-1]) if lines else "(nothing)"
         self.row["kept"] = kept
         if what is not None:
             self.row["what"] = what
         if command is not None:
             self.row["command"] = command
+
+
+_TMP = re.compile(r"/tmp/pytest-of-[^/]+/pytest-\d+/[^/\s]+/")
+_LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")
+
+
+def _stable(line: str) -> str:
+    """The line without what changes from run to run (pytest's tmp dirs, log timestamps),
+    so the table only changes when a message does."""
+    return _LOG_PREFIX.sub("", _TMP.sub(".../", line)).removeprefix("- ")
 
 
 @pytest.fixture

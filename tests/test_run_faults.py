@@ -2,6 +2,7 @@
 long run, each failing fast with one line and losing nothing."""
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -42,7 +43,8 @@ def run_script(*args, **kw):
 def finished_run(tmp_path_factory) -> Path:
     """A 4-iteration run with checkpoints iter_2 and iter_4 (copied by tests that change it)."""
     run = tmp_path_factory.mktemp("run") / "run"
-    train(small_cfg(4), TrainOptions(save_dir=str(run), save_interval=2, log_iters=2))
+    train(small_cfg(4, ["lr_scheduler.warmup_iters=1"]),
+          TrainOptions(save_dir=str(run), save_interval=2, log_iters=2))
     return run
 
 
@@ -176,10 +178,13 @@ def test_a_missing_base_names_the_config_that_referenced_it(fault, tmp_path):
                    command="python train.py --resume_model RUN/iter_4 --iters 8")
 def test_resuming_with_other_iters_says_loudly_what_changes(fault, finished_run, tmp_path,
                                                             caplog):
-    train(small_cfg(8), TrainOptions(save_dir=str(tmp_path / "longer"), save_interval=8,
-                                     resume_model=str(finished_run / "iter_4")))
+    train(small_cfg(8, ["lr_scheduler.warmup_iters=1"]),
+          TrainOptions(save_dir=str(tmp_path / "longer"), save_interval=8,
+                       resume_model=str(finished_run / "iter_4")))
     warning = next(r for r in caplog.records if "4-iteration run as a 8-iteration" in r.message)
     assert warning.levelname == "WARNING" and "lr schedule is recomputed" in warning.message
+    now, was = re.search(r"([\d.e-]+) now, ([\d.e-]+) in the original", warning.message).groups()
+    assert float(now) > float(was)  # the longer schedule has decayed less by iter 4
     fault.seen(warning.message, kept="the original run; the resumed one is marked as changed")
 
 
