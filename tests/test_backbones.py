@@ -102,3 +102,29 @@ def test_zoo_config_builds_the_model_with_its_nested_backbone():
     assert type(model.backbone) is BACKBONES.get("ResNet18_vd")
     assert model.backbone.output_stride == 8
     assert model.head.decoder.conv.weight.shape[0] == 11  # CamVid's classes
+
+
+# ---------------------------------------------------------------- every registered backbone
+# Strides of each backbone's outputs with its default arguments (ResNet-vd: output stride 8).
+DEFAULT_STRIDES = {
+    "HRNet": [4], "HRNet_W18": [4],
+    "ResNet18_vd": [4, 8, 8, 8], "ResNet50_vd": [4, 8, 8, 8],
+    "STDC1": [2, 4, 8, 16, 32], "STDC2": [2, 4, 8, 16, 32],
+}
+
+
+def test_stride_table_names_registered_backbones():
+    assert set(DEFAULT_STRIDES) <= set(BACKBONES.names())
+
+
+@pytest.mark.parametrize("name", BACKBONES.names())
+def test_every_registered_backbone_returns_the_features_it_declares(name):
+    if name not in DEFAULT_STRIDES:
+        pytest.fail(f"add {name} to DEFAULT_STRIDES: the strides of its outputs")
+    paddle.seed(0)
+    backbone = BACKBONES.build({"type": name})
+    assert backbone.in_channels == 3
+    feats = features(backbone, (64, 96))
+    assert [f.shape[1] for f in feats] == list(backbone.feat_channels)
+    assert [[64 // s, 96 // s] for s in DEFAULT_STRIDES[name]] == [f.shape[2:] for f in feats]
+    assert all(np.isfinite(f.numpy()).all() for f in feats)

@@ -1,14 +1,46 @@
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
-from segq.benchmark import measure_latency
+from segq import benchmark
+from segq.benchmark import files_size_mb, measure_latency
+
+
+def fake_clock(monkeypatch, durations_s):
+    """Replace segq.benchmark's clock with one that only moves when ``run`` is called: the
+    i-th call takes ``durations_s[i]`` seconds. Returns that ``run``."""
+    now = [100.0]
+    calls = iter(durations_s)
+    monkeypatch.setattr(benchmark, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+
+    def run(batch):
+        now[0] += next(calls)
+
+    return run
+
+
+def test_measure_latency_times_each_run_after_the_warmup(monkeypatch):
+    # 3 slow warm-up calls (excluded), then 5 timed calls of 4, 1, 3, 2 and 10 ms
+    run = fake_clock(monkeypatch, [0.5, 0.5, 0.5, 0.004, 0.001, 0.003, 0.002, 0.010])
+    stats = measure_latency(run, np.zeros((1, 3, 4, 4)), warmup=3, runs=5)
+    assert stats.runs == 5
+    assert stats.median_ms == pytest.approx(3.0)
+    # numpy's linear percentile of [1, 2, 3, 4, 10]: position 0.9 * 4 = 3.6 -> 4 + 0.6 * 6
+    assert stats.p90_ms == pytest.approx(7.6)
+    assert stats.mean_ms == pytest.approx(4.0)
 
 
 def test_measure_latency_counts_warmup_and_timed_runs():
     calls = []
     stats = measure_latency(lambda b: calls.append(b.shape), np.zeros((1, 3, 4, 4)), warmup=3,
                             runs=7)
-    assert len(calls) == 10 and stats.runs == 7
-    assert 0 <= stats.median_ms <= stats.p90_ms
+    assert calls == [(1, 3, 4, 4)] * 10 and stats.runs == 7
     with pytest.raises(ValueError, match="runs must be >= 1"):
         measure_latency(lambda b: None, np.zeros(1), runs=0)
+
+
+def test_files_size_mb_sums_the_files(tmp_path):
+    (tmp_path / "a").write_bytes(b"x" * 2**20)
+    (tmp_path / "b").write_bytes(b"x" * 2**19)
+    assert files_size_mb([tmp_path / "a", str(tmp_path / "b")]) == 1.5

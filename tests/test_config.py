@@ -1,3 +1,4 @@
+import re
 import textwrap
 from pathlib import Path
 
@@ -84,12 +85,67 @@ def test_a_file_learning_rate_in_exponent_form_is_a_float(tmp_path):
     assert load_config(child).lr_scheduler.to_dict()["learning_rate"] == 1e-5
 
 
-def test_repo_configs_all_validate():
-    configs = sorted((REPO / "configs").rglob("*.yml"))
-    tops = [c for c in configs if "_base_" not in c.parts]
-    assert tops
-    for c in tops:
-        load_config(c)
+# every config a user can run: all YAML files under configs/ but the _base_ fragments
+REPO_CONFIGS = [c for c in sorted((REPO / "configs").rglob("*.yml")) if "_base_" not in c.parts]
+
+
+def config_id(path: Path) -> str:
+    return path.relative_to(REPO / "configs").as_posix()
+
+
+def test_repo_configs_come_from_every_config_folder():
+    folders = {d.name for d in (REPO / "configs").iterdir() if d.is_dir()} - {"_base_"}
+    assert {c.parent.name for c in REPO_CONFIGS} == folders
+
+
+# the dataset a config's file name mentions -> its dataset type
+NAMED_DATASETS = {"camvid": "CamVid", "cityscapes": "Cityscapes", "synthetic": "SyntheticScenes"}
+
+
+@pytest.mark.parametrize("path", REPO_CONFIGS, ids=config_id)
+def test_repo_config_validates_and_matches_its_name(path):
+    """Loads and validates; and the file name (PaddleSeg's ``<model>_<dataset>_<size>_<iters>``,
+    ``qat<iters>`` for QAT) tells the truth about the dataset and the iteration count."""
+    cfg = load_config(path)
+    named = [t for k, t in NAMED_DATASETS.items() if f"_{k}_" in path.stem]
+    iters = re.search(r"_\d+x\d+_(?:qat)?(\d+)(?:_|$)", path.stem)
+    assert len(named) == 1 and iters, (
+        f"{path.name}: name it <model>_<dataset>_<h>x<w>_<iters>.yml, dataset one of "
+        f"{sorted(NAMED_DATASETS)}")
+    assert cfg.train_dataset.type == cfg.val_dataset.type == named[0]
+    assert cfg.iters == int(iters.group(1))
+
+
+@pytest.mark.parametrize("path", REPO_CONFIGS, ids=config_id)
+def test_repo_config_builds_its_model_and_runs_it(path):
+    """The model the config describes, with the config's class count (no weights, no data):
+    one training-mode output per loss coefficient, and an eval forward of a small image."""
+    import numpy as np
+    import paddle
+
+    from segq.builders import build_model, num_classes_of
+    from segq.config.schema import Component
+
+    cfg = load_config(path)
+    num_classes = num_classes_of(cfg)
+    spec = {k: v for k, v in cfg.model.to_dict().items() if k != "pretrained"}
+    if isinstance(spec.get("backbone"), dict):
+        spec["backbone"] = {k: v for k, v in spec["backbone"].items() if k != "pretrained"}
+    paddle.seed(0)
+    model = build_model(Component(**spec), num_classes)
+    x = paddle.to_tensor(np.random.default_rng(0).standard_normal([2, 3, 64, 64]),
+                         dtype="float32")
+    with paddle.no_grad():
+        model.train()
+        train_out = model(x)
+        model.eval()
+        (out,) = model(x[:1])
+    # builders.MultiOutputLoss refuses a model whose output count differs from loss.coef
+    assert len(train_out) == len(cfg.loss.coef)
+    assert list(out.shape) == [1, num_classes, 64, 64] and np.isfinite(out.numpy()).all()
+    stride = re.search(r"_os(\d+)_", path.stem)  # e.g. resnet50_vd_os8: output stride 8
+    if stride:
+        assert model.backbone.output_stride == int(stride.group(1))
 
 
 @pytest.mark.parametrize("opt, message", [
@@ -129,12 +185,11 @@ def test_resolved_config_round_trips(tmp_path):
     assert "_base_" not in yaml.safe_load((tmp_path / "config.yml").read_text())
 
 
-def test_repo_configs_raise_no_recipe_warnings():
+@pytest.mark.parametrize("path", REPO_CONFIGS, ids=config_id)
+def test_repo_config_raises_no_recipe_warnings(path):
     from segq.config.validate import recipe_warnings
 
-    tops = [c for c in sorted((REPO / "configs").rglob("*.yml")) if "_base_" not in c.parts]
-    assert {str(c): recipe_warnings(load_config(c)) for c in tops
-            if recipe_warnings(load_config(c))} == {}
+    assert recipe_warnings(load_config(path)) == []
 
 
 @pytest.mark.parametrize("rates, crop, warned", [

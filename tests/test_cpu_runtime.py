@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -19,10 +20,12 @@ def test_user_values_are_kept():
     assert env == {"OMP_NUM_THREADS": "1", "MKL_DEBUG_CPU_TYPE": "4"}
 
 
-def test_threads_default_to_the_core_count():
+@pytest.mark.parametrize("cores, expected", [(7, "7"), (1, "1"), (None, "1")])
+def test_threads_default_to_the_core_count(monkeypatch, cores, expected):
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)  # None: the count is unknown
     env = {}
     set_cpu_defaults(env, vendor="GenuineIntel")
-    assert int(env["OMP_NUM_THREADS"]) >= 1
+    assert env == {"OMP_NUM_THREADS": expected}
 
 
 def test_cpu_vendor_reads_cpuinfo(tmp_path: Path):

@@ -398,6 +398,112 @@ def test_transform_argument_errors(cfg, match):
         TRANSFORMS.build(cfg)
 
 
+# ------------------------------------------------------------------ every registered transform
+# Arguments that make each transform act on palette_sample() (60x80) every time; a transform
+# not listed runs with its defaults.
+TRANSFORM_ARGS = {
+    "Resize": {"target_size": [37, 29]},
+    "ResizeStepScaling": {"min_scale_factor": 0.5, "max_scale_factor": 0.5},
+    "RandomPaddingCrop": {"crop_size": [100, 50]},  # pads the width, crops the height
+    "RandomHorizontalFlip": {"prob": 1.0},
+    "RandomVerticalFlip": {"prob": 1.0},
+    "Padding": {"target_size": [90, 70]},
+    # (sharpness, a spatial filter, stays off: the check below is per pixel)
+    "RandomDistort": {"brightness_prob": 1.0, "contrast_prob": 1.0, "saturation_prob": 1.0,
+                      "hue_prob": 1.0},
+    "Normalize": {"mean": [0.4, 0.5, 0.6], "std": [0.2, 0.3, 0.4]},
+}
+
+
+def test_transform_args_name_registered_transforms():
+    assert set(TRANSFORM_ARGS) <= set(TRANSFORMS.names())
+
+
+@pytest.mark.parametrize("name", TRANSFORMS.names())
+@pytest.mark.parametrize("seed", [0, 1])
+def test_every_registered_transform_keeps_image_and_label_aligned(name, seed):
+    sample = palette_sample(seed=seed)
+    img0, label0 = sample["img"].copy(), sample["label"].copy()
+    out = TRANSFORMS.build({"type": name, **TRANSFORM_ARGS.get(name, {})})(
+        sample, np.random.default_rng(seed))
+    img, label = np.asarray(out["img"]), out["label"]
+    assert img.ndim == 3 and img.shape[2] == 3 and img.shape[:2] == label.shape
+    assert not (np.array_equal(img, img0) and np.array_equal(label, label0)), "did nothing"
+    if label.shape == label0.shape and np.array_equal(label, label0):
+        # pixels stayed put: the image may change colour, but each class one way, and to
+        # colours that still tell the classes apart
+        colours = img.reshape(label.size, 3)
+        classes = np.unique(label)
+        for c in classes:
+            assert (colours[label.ravel() == c] == colours[label.ravel() == c][0]).all(), c
+        assert len({tuple(colours[label.ravel() == c][0]) for c in classes}) == len(classes)
+    else:
+        assert_aligned(out)
+
+
+# ------------------------------------------------------------------ every registered dataset
+def _label(values, h=8, w=10):
+    """An h x w uint8 label cycling through ``values``, column by column."""
+    return np.resize(np.asarray(values, np.uint8), w)[None, :].repeat(h, 0)
+
+
+def _fake_list_dataset(root: Path, list_name: str, raw) -> None:
+    write_pair(root, "a", np.full(raw.shape + (3,), 90, np.uint8), raw)
+    (root / list_name).write_text("images/a.png labels/a.png\n")
+
+
+def fake_dataset(name: str, root: Path):
+    """A tiny on-disk layout for dataset ``name`` -> (its config, the label sample 0 must
+    have after the dataset's remapping; None where the samples are generated)."""
+    if name == "Dataset":
+        raw = _label([0, 1, 2, 255])
+        _fake_list_dataset(root, "train.txt", raw)
+        return {"dataset_root": str(root), "num_classes": 3, "train_path": "train.txt"}, raw
+    if name == "CamVid":
+        raw = _label([0, 5, 10, 11])  # 11 is void
+        _fake_list_dataset(root, "train.txt", raw)
+        return {"dataset_root": str(root)}, _label([0, 5, 10, 255])
+    if name == "OpticDiscSeg":
+        raw = _label([0, 1])
+        _fake_list_dataset(root, "train_list.txt", raw)
+        return {"dataset_root": str(root)}, raw
+    if name == "Cityscapes":
+        raw = _label([0, 18, 255])
+        _tree_image(root / "leftImg8bit/train/ulm/ulm_000000_000019_leftImg8bit.png")
+        _tree_image(root / "gtFine/train/ulm/ulm_000000_000019_gtFine_labelTrainIds.png",
+                    label=raw)
+        return {"dataset_root": str(root)}, raw
+    if name == "ADE20K":
+        _tree_image(root / "images/training/ADE_train_1.jpg")
+        _tree_image(root / "annotations/training/ADE_train_1.png", label=_label([0, 1, 150]))
+        return {"dataset_root": str(root)}, _label([255, 0, 149])
+    if name == "PascalVOC":
+        raw = _label([0, 15, 20, 255])
+        voc = root / "VOC2012"
+        _tree_image(voc / "JPEGImages/2007_000032.jpg")
+        _tree_image(voc / "SegmentationClass/2007_000032.png", label=raw)
+        (voc / "ImageSets/Segmentation/train.txt").parent.mkdir(parents=True)
+        (voc / "ImageSets/Segmentation/train.txt").write_text("2007_000032\n")
+        return {"dataset_root": str(root)}, raw
+    if name == "SyntheticScenes":
+        return {"num_samples": 1, "image_size": [32, 48]}, None
+    pytest.fail(f"add a tiny layout for dataset {name} to fake_dataset in tests/test_data.py")
+
+
+@pytest.mark.parametrize("name", DATASETS.names())
+def test_every_registered_dataset_builds_from_a_tiny_layout(name, tmp_path):
+    spec, expected = fake_dataset(name, tmp_path / "data")
+    ds = DATASETS.build({"type": name, **spec})
+    assert type(ds) is DATASETS.get(name) and len(ds) == 1 and ds.mode == "train"
+    s = ds[0]
+    assert s["img"].dtype == np.float32 and s["label"].dtype == np.int64
+    assert s["img"].shape == (3, *s["label"].shape)
+    if expected is None:
+        assert set(np.unique(s["label"])) <= set(range(ds.num_classes)) | {ds.ignore_index}
+    else:
+        np.testing.assert_array_equal(s["label"], expected)
+
+
 # ------------------------------------------------------------------ sampler
 @settings(max_examples=40, deadline=None)
 @given(n=st.integers(1, 40), batch=st.integers(1, 6), world=st.integers(1, 3),

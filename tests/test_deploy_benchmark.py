@@ -12,8 +12,8 @@ from segq.config import QuantConfig, load_config
 from segq.deploy.bench_report import BENCH_KEYS
 from segq.engine.workflows import export_model
 from segq.quant.qat import export_qat_model
-from tests.test_qat_export import DEMO, calibrated_qat
-from tests.zoo import trained_like
+from tests.helpers import DEMO
+from tests.zoo import calibrated_qat, trained_like
 
 REPO = Path(__file__).resolve().parents[1]
 SHAPE = [-1, 3, 96, 128]  # the demo dataset's image size

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from segq.export import export_inference_model
-from tests.test_qat_export import DEMO
+from tests.helpers import DEMO
 from tests.zoo import trained_like
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,7 +12,7 @@ from segq import export as export_mod
 from segq.export import argmax_channels, export_inference_model
 from segq.inference import PaddleInferenceModel
 from segq.registry import MODELS
-from zoo import build_test_model, trained_like
+from tests.zoo import build_test_model, trained_like
 
 NUM_CLASSES = 5
 
@@ -302,7 +302,7 @@ def test_deploy_yaml_states_every_transform_argument(tmp_path):
     from segq.deploy import load_deploy_info
     from segq.engine.workflows import export_model
     from segq.inference import model_files
-    from tests.test_qat_export import DEMO
+    from tests.helpers import DEMO
 
     cfg = load_config(DEMO)
     out = export_model(cfg, build_test_model("BiSeNetV2", 4), tmp_path / "e")

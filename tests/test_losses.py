@@ -207,3 +207,27 @@ def test_forward_backward_is_fast_on_a_training_sized_batch(name):
     start = time.perf_counter()
     loss(logits, label).backward()
     assert time.perf_counter() - start < 1.0
+
+
+# ---------------------------------------------------------------- every registered loss
+# Arguments for the losses that need some; every other loss is built with its defaults.
+LOSS_ARGS = {
+    "MixedLoss": {"losses": [{"type": "CrossEntropyLoss"}, {"type": "DiceLoss"}],
+                  "coef": [1.0, 0.5]},
+}
+
+
+def test_loss_args_name_registered_losses():
+    assert set(LOSS_ARGS) <= set(LOSSES.names())
+
+
+@pytest.mark.parametrize("name", LOSSES.names())
+def test_every_registered_loss_is_a_finite_scalar_that_a_gradient_step_lowers(name):
+    loss = LOSSES.build({"type": name, **LOSS_ARGS.get(name, {})})
+    logits, label = make_batch(n=2, c=4, h=8, w=10, seed=3)
+    out, grad = run(loss, logits, label, grad=True)
+    assert out.ndim == 0 and np.isfinite(float(out)) and float(out) > 0
+    assert grad.shape == logits.shape and np.isfinite(grad).all() and np.abs(grad).max() > 0
+    # the gradient points uphill: a small step against it lowers the loss
+    stepped = float(run(loss, logits - 0.5 * grad / np.abs(grad).max(), label))
+    assert stepped < float(out)

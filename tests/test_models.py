@@ -7,9 +7,23 @@ import segq.losses  # noqa: F401  (registers losses)
 import segq.models  # noqa: F401  (registers models)
 from segq.models import layers
 from segq.registry import LOSSES, MODELS
-from zoo import build_test_model
+from tests.zoo import build_test_model
 
 NUM_CLASSES = 4
+
+
+# Outputs in training mode: the main head, then the auxiliary heads (with the zoo test
+# kwargs, which keep every auxiliary head on). Eval mode returns the main head alone.
+TRAIN_OUTPUTS = {
+    "BiSeNetV2": 5,   # main + aux heads on semantic stages 2, 3, 4, 5
+    "DANet": 4,       # main + channel-attention, position-attention, backbone-feature heads
+    "DeepLabV3P": 1,
+    "FCN": 1,
+    "GCNet": 2,       # main + auxiliary FCN head
+    "PPLiteSeg": 3,   # a head on each of the three decoder stages
+    "PSPNet": 2,      # main + auxiliary head
+    "UNet": 1,
+}
 
 
 def build(name, **kwargs):
@@ -19,6 +33,8 @@ def build(name, **kwargs):
 @pytest.mark.parametrize("name", MODELS.names())
 @pytest.mark.parametrize("hw", [(64, 96), (50, 70)])  # 50x70 is not a multiple of the stride
 def test_output_list_and_shapes(name, hw):
+    if name not in TRAIN_OUTPUTS:
+        pytest.fail(f"add {name} to TRAIN_OUTPUTS: how many outputs it returns in training")
     model = build(name)
     x = paddle.randn([2, 3, *hw])
     model.train()
@@ -26,7 +42,7 @@ def test_output_list_and_shapes(name, hw):
     model.eval()
     with paddle.no_grad():
         eval_out = model(x)
-    assert isinstance(train_out, list) and len(train_out) >= 1
+    assert isinstance(train_out, list) and len(train_out) == TRAIN_OUTPUTS[name]
     assert isinstance(eval_out, list) and len(eval_out) == 1
     for out in train_out + eval_out:
         assert list(out.shape) == [2, NUM_CLASSES, *hw]

@@ -18,8 +18,8 @@ from segq.engine.workflows import export_model
 from segq.inference import PaddleInferenceModel
 from segq.quant.qat import export_qat_model
 from segq.registry import MODELS
-from tests.test_qat_export import DEMO, calibrated_qat, cosine
-from tests.zoo import trained_like
+from tests.helpers import DEMO, cosine
+from tests.zoo import calibrated_qat, trained_like
 
 # H, W whose pyramid pools do not divide evenly: PP-LiteSeg pools a 3x4 map (stride 32) to
 # 2x2 and 4x4, PSPNet a 5x7 map (stride 16) to 2, 3 and 6 bins.

@@ -22,8 +22,8 @@ from segq.engine.evaluator import dygraph_predictor
 from segq.export import export_inference_model
 from segq.inference import PaddleInferenceModel, model_files
 from segq.quant.qat import export_qat_model
-from tests.test_qat_export import DEMO, calibrated_qat
-from tests.zoo import trained_like
+from tests.helpers import DEMO
+from tests.zoo import calibrated_qat, trained_like
 
 ROOT = Path(__file__).resolve().parents[1]
 NUM_CLASSES = 5

@@ -6,7 +6,7 @@ from segq.config import load_config
 from segq.deploy import load_deploy_info
 from segq.deploy.random_exports import random_weight_exports
 from segq.inference import PaddleInferenceModel
-from tests.test_qat_export import DEMO
+from tests.helpers import DEMO
 from tools.random_exports import main
 
 SHAPE = [1, 3, 64, 96]

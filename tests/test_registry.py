@@ -53,3 +53,26 @@ def test_real_registries_are_populated():
     assert {"CrossEntropyLoss", "OhemCrossEntropyLoss", "DiceLoss", "MixedLoss"} <= set(LOSSES)
     assert {"Resize", "ResizeStepScaling", "RandomPaddingCrop", "RandomHorizontalFlip",
             "RandomDistort", "Normalize", "Padding"} <= set(TRANSFORMS)
+
+
+# Each registry of segq.registry -> the test module with a test parametrized over all its
+# names (so a new entry gets its case automatically), or the reason there is none.
+PARAMETRIZED_IN = {"MODELS": "test_models.py", "BACKBONES": "test_backbones.py",
+                   "LOSSES": "test_losses.py", "TRANSFORMS": "test_data.py",
+                   "DATASETS": "test_data.py"}
+NOT_PARAMETRIZED = {
+    "OPTIMIZERS": "two thin wrappers of Paddle's optimizers, run by every training test",
+    "LR_SCHEDULERS": "tests/test_lr_schedule.py tests the schedules by name",
+}
+
+
+def test_every_registry_has_a_test_parametrized_over_its_names():
+    from pathlib import Path
+
+    import segq.registry
+
+    registries = {n for n, v in vars(segq.registry).items() if isinstance(v, Registry)}
+    assert registries == set(PARAMETRIZED_IN) | set(NOT_PARAMETRIZED)
+    for var, module in PARAMETRIZED_IN.items():
+        text = (Path(__file__).parent / module).read_text(encoding="utf-8")
+        assert f'@pytest.mark.parametrize("name", {var}.names())' in text, (var, module)

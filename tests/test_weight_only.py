@@ -27,7 +27,7 @@ from segq.export import export_inference_model
 from segq.inference import PaddleInferenceModel, require_quantized_export
 from segq.quant.paddleslim_adapter import quantize_weights_only
 from segq.quant.ptq import PTQOptions, _copy_saver, _quant_section, ptq
-from tests.test_qat_export import DEMO, cosine
+from tests.helpers import DEMO, cosine
 from tests.zoo import trained_like
 
 REPO = Path(__file__).resolve().parents[1]

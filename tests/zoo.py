@@ -80,3 +80,19 @@ def trained_like(name: str, num_classes: int, shape=(2, 3, 64, 96), passes: int 
             model(paddle.randn(list(shape)) * 2.0 + 0.5)
     model.eval()
     return model
+
+
+CALIBRATION_SHAPE = [2, 3, 64, 96]
+
+
+def calibrated_qat(name: str, quant, num_classes: int = 5):
+    """A zoo model as QAT sees one: BatchNorm statistics from a few float batches, then fake
+    quant (``quant``: a ``segq.config.QuantConfig``) whose activation scales have seen a few
+    more batches with BatchNorm frozen (so the scales and the statistics agree, as after
+    fine-tuning a trained model), in eval mode."""
+    from segq.quant.paddleslim_adapter import prepare_qat
+    from segq.quant.qat import observe_activation_ranges
+
+    qat = prepare_qat(trained_like(name, num_classes, CALIBRATION_SHAPE, passes=4), quant)
+    observe_activation_ranges(qat, [paddle.randn(CALIBRATION_SHAPE) for _ in range(4)])
+    return qat
