@@ -18,9 +18,10 @@ def histograms():
         yield hist, float(edges[1] - edges[0])
 
 
-@pytest.mark.parametrize("bits", [8, 6])
-def test_same_threshold_as_paddle(bits):
-    for hist, width in histograms():
+# Paddle's reference takes about a second per histogram: 8-bit on all, 6-bit on a few
+@pytest.mark.parametrize("bits, count", [(8, 12), (6, 3)])
+def test_same_threshold_as_paddle(bits, count):
+    for hist, width in list(histograms())[:count]:
         assert cal_kl_threshold(hist, width, bits) == paddle_kl(hist, width, bits)
 
 

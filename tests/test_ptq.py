@@ -12,8 +12,7 @@ import pytest
 import yaml
 
 from segq import builders
-from segq.config import load_config, validate_config
-from segq.config.loader import load_yaml_with_bases
+from segq.config import load_config
 from segq.engine.workflows import (TrainOptions, build_model_for, evaluate_inference_model,
                                    export_model, train)
 from segq.inference import PaddleInferenceModel
@@ -21,12 +20,9 @@ from segq.quant.calibration import CalibrationError, CalibrationSource, load_cal
 from segq.quant.exported_ops import weight_ops
 from segq.quant.ptq import ALGOS, PTQOptions, ptq
 from segq.registry import MODELS
-from tests.zoo import build_test_model, model_spec
+from tests.helpers import DEMO, REPO, SMALL, cosine, tiny_config
+from tests.zoo import build_test_model
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO = REPO / "configs/demo/bisenetv2_synthetic_96x128_300.yml"
-SMALL = ["train_dataset.num_samples=16", "val_dataset.num_samples=4",
-         "train_dataset.image_size=[48, 64]", "val_dataset.image_size=[48, 64]", "batch_size=4"]
 SHAPE = [1, 3, 48, 64]
 
 
@@ -46,11 +42,6 @@ def fp32_run(tmp_path_factory) -> Path:
 def logits(model_dir, x, int8):
     return PaddleInferenceModel(str(model_dir), use_mkldnn=True, cpu_threads=2,
                                 int8=int8).run(x)[0]
-
-
-def cosine(a, b) -> float:
-    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
-    return float(a @ b / np.linalg.norm(a) / np.linalg.norm(b))
 
 
 def test_every_algorithm_runs_in_int8_close_to_fp32(fp32_run, tmp_path):
@@ -86,15 +77,6 @@ def test_bias_correction_and_skip_layers_are_recorded_and_applied(fp32_run, tmp_
     ops = weight_ops(result.model_dir)
     floats = [op for op in ops if not op.weight_quantized]
     assert len(floats) == 1 and len(ops) > 10  # the one skipped conv stays in float
-
-
-def tiny_config(name: str, num_outputs: int):
-    data = load_yaml_with_bases(DEMO)
-    data.update(iters=2, batch_size=2, model=model_spec(name),
-                loss={"types": [{"type": "CrossEntropyLoss"}], "coef": [1.0] * num_outputs})
-    for split, n in (("train_dataset", 4), ("val_dataset", 2)):
-        data[split].update(num_samples=n, image_size=[64, 64])
-    return validate_config(data, source=f"tiny {name} config")
 
 
 @pytest.mark.parametrize("name", MODELS.names())

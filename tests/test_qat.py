@@ -107,12 +107,12 @@ def test_qat_needs_fp32_weights_and_matching_skip_layers(tmp_path, fp32_checkpoi
     r = run("slim/qat_train.py", "--config", str(DEMO), "--model_path", str(fp32_checkpoint),
             "--save_dir", str(tmp_path), *SMALL, "quant.skip_layers=[haed]")
     assert r.returncode == 2 and "'haed' matches no sublayer" in r.stderr
-    # a QAT checkpoint is not FP32 weights: evaluating it without fake quant fails strictly
+    # FP32 weights are not a QAT checkpoint: qat_val.py says so instead of listing keys
     r = run("val.py", "--config", str(DEMO), "--model_path", str(fp32_checkpoint), *SMALL)
     assert r.returncode == 0
     r = run("slim/qat_val.py", "--config", str(DEMO), "--model_path", str(fp32_checkpoint),
             *SMALL)
-    assert r.returncode == 2 and "missing" in r.stderr
+    assert r.returncode == 2 and "is an FP32 checkpoint" in r.stderr
 
 
 def test_qat_export_cli_writes_a_small_int8_model_that_keeps_the_qat_miou(tmp_path, qat_run,

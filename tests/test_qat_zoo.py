@@ -3,25 +3,16 @@ registered network, through the library functions behind slim/qat_*.py, on tiny 
 import paddle
 import pytest
 
-from segq.config import validate_config
-from segq.config.loader import load_yaml_with_bases
 from segq.engine.workflows import TrainOptions, evaluate_inference_model
 from segq.quant.exported_ops import weight_ops
 from segq.quant.qat import qat_evaluate, qat_export, qat_train
 from segq.registry import MODELS
-from tests.zoo import build_test_model, model_spec
-
-DEMO = "configs/demo/bisenetv2_synthetic_96x128_300.yml"
+from tests import helpers
+from tests.zoo import build_test_model
 
 
 def tiny_config(name: str, num_outputs: int):
-    data = load_yaml_with_bases(DEMO)
-    data.update(iters=2, batch_size=2, model=model_spec(name),
-                loss={"types": [{"type": "CrossEntropyLoss"}], "coef": [1.0] * num_outputs},
-                quant={"skip_layers": []})
-    for split, n in (("train_dataset", 4), ("val_dataset", 2)):
-        data[split].update(num_samples=n, image_size=[64, 64])
-    return validate_config(data, source=f"tiny {name} config")
+    return helpers.tiny_config(name, num_outputs, quant={"skip_layers": []})
 
 
 @pytest.mark.parametrize("name", MODELS.names())

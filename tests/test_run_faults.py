@@ -1,7 +1,6 @@
 """Run directories, config consistency and resume: faults a user meets before or during a
 long run, each failing fast with one line and losing nothing."""
 import hashlib
-import os
 import re
 import signal
 import subprocess
@@ -16,16 +15,8 @@ import pytest
 from segq.config import ConfigError, load_config
 from segq.engine.run_dir import RunDirError
 from segq.engine.workflows import TrainOptions, train
+from tests.helpers import DEMO, REPO, SMALL, small_cfg
 
-REPO = Path(__file__).resolve().parents[1]
-DEMO = REPO / "configs/demo/bisenetv2_synthetic_96x128_300.yml"
-SMALL = ["train_dataset.num_samples=16", "val_dataset.num_samples=4",
-         "train_dataset.image_size=[48, 64]", "val_dataset.image_size=[48, 64]",
-         "batch_size=4"]
-
-
-def small_cfg(iters, extra=()):
-    return load_config(DEMO, [*SMALL, f"iters={iters}", *extra])
 
 
 def tree_digest(root: Path) -> dict[str, str]:

@@ -3,24 +3,13 @@ the CLI scripts work and bad inputs fail with clear messages."""
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import paddle
 import pytest
 
-from segq.config import load_config
 from segq.engine.workflows import TrainOptions, evaluate_checkpoint, train
-
-REPO = Path(__file__).resolve().parents[1]
-DEMO = REPO / "configs/demo/bisenetv2_synthetic_96x128_300.yml"
-SMALL = ["train_dataset.num_samples=16", "val_dataset.num_samples=4",
-         "train_dataset.image_size=[48, 64]", "val_dataset.image_size=[48, 64]",
-         "batch_size=4"]
-
-
-def small_cfg(iters, extra=()):
-    return load_config(DEMO, [*SMALL, f"iters={iters}", *extra])
+from tests.helpers import DEMO, REPO, SMALL, small_cfg
 
 
 def test_short_training_lowers_loss_and_writes_best(tmp_path):

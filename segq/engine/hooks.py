@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import time
 from collections import deque
 from pathlib import Path
 from typing import Callable
