@@ -26,6 +26,9 @@ def build_parser(description: str, groups: tuple[str, ...]) -> argparse.Argument
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--model_path", default=None,
                    help="weights to start from (train) or to evaluate/export/predict")
+    p.add_argument("--verbose", action="store_true",
+                   help="show Paddle's and PaddleSlim's own logging (glog lines, oneDNN pass "
+                        "reports, their warnings and progress bars); off by default")
     if "train" in groups:
         g = p.add_argument_group("training")
         g.add_argument("--save_dir", default="output")
@@ -154,7 +157,12 @@ def train_options(args: argparse.Namespace):
         overwrite=args.overwrite)
 
 
-def setup_logging() -> None:
+def setup_logging(verbose: bool | None = None) -> None:
+    """segq's progress lines to stdout; Paddle's own logging off unless ``verbose`` (default:
+    ``--verbose`` on the command line or SEGQ_VERBOSE=1; see :mod:`segq.cpu_runtime`)."""
+    from .cpu_runtime import set_verbose
+
+    set_verbose(verbose)
     # segq's own handler: paddle and visualdl configure the root logger on import, which
     # would make basicConfig a no-op and send progress lines to stderr.
     log = logging.getLogger("segq")
@@ -179,11 +187,12 @@ def run_cli(main, argv=None) -> int:
     ``ValueError``) into one clear line and exit code 2, and Ctrl-C into one line and 130."""
     from .checkpoint import CheckpointError
     from .config import ConfigError
+    from .cpu_runtime import verbose_requested
     from .data.download import DownloadError
     from .data.workers import WorkerDiedError
     from .registry import RegistryError
 
-    setup_logging()
+    setup_logging(verbose_requested(argv) if argv is not None else None)
     try:
         main(argv)
     except (ConfigError, CheckpointError, RegistryError, FileNotFoundError, ValueError,

@@ -127,10 +127,9 @@ def test_quantization_bars_and_loggers_are_quiet_inside_the_adapter(monkeypatch)
     from segq.cpu_runtime import set_verbose
     from segq.quant import paddleslim_adapter as adapter
 
-    monkeypatch.setattr(adapter, "_quiet_paddle", adapter._quiet_paddle)  # restored below
     bar = ptq_module.tqdm
     logger = logging.getLogger(ptq_module.__name__)
-    monkeypatch.setattr(logger, "level", logging.INFO)
+    monkeypatch.setattr(logger, "level", logging.INFO)  # Paddle's own; restored after
     set_verbose(True)
     try:
         with adapter._quiet_paddle():

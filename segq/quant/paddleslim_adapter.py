@@ -7,6 +7,7 @@ is how ``quant.skip_layers`` is applied.
 from __future__ import annotations
 
 import copy
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,7 +96,8 @@ def save_quantized(qat: QATModel, layer: paddle.nn.Layer, path_prefix: Path,
     """
     spec = [paddle.static.InputSpec(shape=[None if d == -1 else d for d in input_shape],
                                     dtype="float32", name="x")]
-    qat.quanter.save_quantized_model(layer, str(path_prefix), input_spec=spec)
+    with _quiet_paddle():
+        qat.quanter.save_quantized_model(layer, str(path_prefix), input_spec=spec)
 
 
 # ---------------------------------------------------------------- post-training quantization
@@ -143,7 +145,7 @@ def quantize_post_training(fp32_dir: Path, out_dir: Path, batches, batch_nums: i
         weight_bits=cfg.weight_bits, activation_bits=cfg.activation_bits,
         weight_quantize_type=cfg.weight_quantize_type, onnx_format=True,
         skip_tensor_list=list(skip_tensors or []) or None)
-    with _static_mode() as executor, _fast_kl_threshold():
+    with _static_mode() as executor, _fast_kl_threshold(), _quiet_paddle():
         if recon is None:
             quant_post_static(executor=executor, **common)
         else:
@@ -157,7 +159,7 @@ def quantize_weights_only(fp32_dir: Path, out_dir: Path, cfg: QuantConfig,
     at 8 bits); inference dequantizes them on load and runs in float."""
     from paddleslim.quant import quant_post_dynamic
 
-    with _static_mode():
+    with _static_mode(), _quiet_paddle():
         quant_post_dynamic(model_dir=str(fp32_dir), save_model_dir=str(out_dir),
                            model_filename="model.pdmodel", params_filename="model.pdiparams",
                            save_model_filename="model.pdmodel",
@@ -201,4 +203,71 @@ class _static_mode:
     def __exit__(self, *exc):
         self._guard.__exit__(*exc)
         paddle.disable_static()
+        return False
+
+
+# the loggers of Paddle's quantization code and of PaddleSlim (INFO: "Load model and set data
+# loader ...", "Collect quantized variable names ...", "The quantized model is saved in ...")
+QUANT_LOGGERS = ("paddle.static.quantization.", "paddle.quantization.", "paddle.nn.quant.",
+                 "paddleslim.")
+# the modules whose ``tqdm`` draws Paddle's progress bars ("Preparation stage, Run batch:",
+# "Sampling stage, Run batch:", "Adding quant op with weight:"); PaddleSlim's reconstruction
+# draws them with paddle.static.quantization.utils.tqdm
+_BAR_MODULES = ("paddle.static.quantization.post_training_quantization",
+                "paddle.static.quantization.quantization_pass",
+                "paddle.static.quantization.utils")
+# paddle.static.io warns at every legacy load, which Paddle's and PaddleSlim's own savers do
+_LEGACY_LOAD_WARNING = "The old way to load inference model is deprecated"
+
+
+class _NoBar:
+    """A silent stand-in for ``tqdm`` as Paddle's quantization code uses it."""
+
+    def __init__(self, *args, **kwargs):
+        self.n = 0
+
+    def update(self, n=1):
+        self.n += n
+
+    def close(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class _DropLegacyLoadWarning(logging.Filter):
+    def filter(self, record):
+        return not record.getMessage().startswith(_LEGACY_LOAD_WARNING)
+
+
+class _quiet_paddle:
+    """Unless verbose (``--verbose``): Paddle's quantization loggers and PaddleSlim's at
+    WARNING, their progress bars off and the legacy-load deprecation warning dropped, for
+    the block; the loggers' levels stay raised, the bars come back after it."""
+
+    def __enter__(self):
+        from ..cpu_runtime import quiet_library_loggers, verbose_enabled
+
+        self._swapped = []
+        if verbose_enabled():
+            return
+        import importlib
+
+        for name in _BAR_MODULES:
+            module = importlib.import_module(name)
+            if hasattr(module, "tqdm"):
+                self._swapped.append((module, module.tqdm))
+                module.tqdm = _NoBar
+        quiet_library_loggers(QUANT_LOGGERS)
+        io_logger = logging.getLogger("paddle.static.io")
+        if not any(isinstance(f, _DropLegacyLoadWarning) for f in io_logger.filters):
+            io_logger.addFilter(_DropLegacyLoadWarning())
+
+    def __exit__(self, *exc):
+        for module, bar in self._swapped:
+            module.tqdm = bar
         return False
