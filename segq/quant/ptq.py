@@ -219,7 +219,10 @@ def _publish(work: Path, save_dir: Path, results: list[PTQResult]) -> list[PTQRe
     """One result: its files become ``save_dir``; several: ``save_dir/<algo>/`` each."""
     if len(results) == 1:
         work_dir = results[0].model_dir
-        work_dir.replace(save_dir) if not save_dir.exists() else _move_into(work_dir, save_dir)
+        if save_dir.exists():  # an empty directory the user made (check_save_dir allows it)
+            _move_into(work_dir, save_dir)
+        else:
+            work_dir.replace(save_dir)
         results[0].model_dir = save_dir
         return results
     save_dir.mkdir(parents=True, exist_ok=True)
