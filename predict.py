@@ -17,11 +17,11 @@ def main(argv=None):
 
     from segq.config import load_config
     from segq.deploy.images import list_images, summary_lines, write_predictions
-    from segq.engine.predict import dygraph_file_predictor
+    from segq.deploy.workflows import dygraph_predict_files
 
     cfg = load_config(args.config, config_opts(args))
     images = list_images(args.image_path, exclude=args.save_dir)
-    predict_files = dygraph_file_predictor(cfg, args.model_path)
+    predict_files = dygraph_predict_files(cfg, args.model_path)
     report = write_predictions(predict_files, images, args.save_dir, args.skip_bad)
     out, err = summary_lines(report)
     for line in out:

@@ -1,15 +1,24 @@
-"""Config sections -> objects. Constructors never load weights; builders do, strictly."""
+"""Config sections -> objects. Constructors never load weights; builders do, strictly.
+
+The model a job runs is built here and only here: FP32 (``build_model_for``) or quantized
+(``build_qat_model``: FP32 weights in, fake quant inserted from ``cfg.quant``, QAT weights
+in), so the order cannot drift between training, evaluation and export, and the training
+engine only runs the loop over whatever it is given.
+"""
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import paddle
 
+if TYPE_CHECKING:
+    from .quant.paddleslim_adapter import QATModel
+
 from . import components  # noqa: F401  (fills the registries the builders read)
 from .checkpoint import load_weights
-from .config import Component, LossConfig, SegConfig
+from .config import Component, LossConfig, QuantConfig, SegConfig
 from .registry import BACKBONES, DATASETS, LOSSES, LR_SCHEDULERS, MODELS, OPTIMIZERS
 
 logger = logging.getLogger("segq")
@@ -91,6 +100,58 @@ def build_model(model_cfg: Component, num_classes: int) -> paddle.nn.Layer:
         load_weights(model, resolve_pretrained(pretrained), strict=True)
         logger.info(f"loaded model weights from {pretrained}")
     return model
+
+
+def build_model_for(cfg: SegConfig, weights: str | None = None) -> paddle.nn.Layer:
+    """Build the config's model and, if given, load ``weights`` strictly."""
+    model = build_model(cfg.model, num_classes_of(cfg))
+    if weights:
+        load_weights(model, weights, strict=True)
+    return model
+
+
+def quant_config_of(cfg: SegConfig) -> QuantConfig:
+    """The config's ``quant:`` section, or the defaults when it has none."""
+    return cfg.quant if cfg.quant is not None else QuantConfig()
+
+
+def build_qat_model(cfg: SegConfig, fp32_weights: str | None = None,
+                    qat_weights: str | None = None) -> QATModel:
+    """Build the config's model, load ``fp32_weights`` (before fake quant), insert fake
+    quant from ``cfg.quant``, then load ``qat_weights`` (a QAT checkpoint); both loads are
+    strict."""
+    from .quant.paddleslim_adapter import prepare_qat
+
+    qat = prepare_qat(build_model_for(cfg, fp32_weights), quant_config_of(cfg))
+    if qat_weights:
+        load_weights(qat.model, qat_weights, strict=True)
+    logger.info(f"fake quant inserted; {len(qat.skipped)} sublayers kept in float"
+                + (f": {', '.join(qat.skipped[:8])}{' ...' if len(qat.skipped) > 8 else ''}"
+                   if qat.skipped else ""))
+    return qat
+
+
+def build_train_model(cfg: SegConfig, weights: str | None, quantize: bool) -> paddle.nn.Layer:
+    """The model a training run updates: the config's, from ``weights``; with ``quantize``
+    the fake-quant model of :func:`build_qat_model` (``weights`` are then the FP32 ones)."""
+    if quantize:
+        return build_qat_model(cfg, fp32_weights=weights).model
+    return build_model_for(cfg, weights)
+
+
+def build_train_loss(cfg: SegConfig, quantize: bool, teacher_weights: str | None = None):
+    """The config's loss; a quantized run with ``quant.distill`` adds distillation from the
+    FP32 model in ``teacher_weights``."""
+    loss = MultiOutputLoss(cfg.loss)
+    distill = quant_config_of(cfg).distill if quantize else None
+    if distill is None:
+        return loss
+    if not teacher_weights:
+        raise ValueError("quant.distill: the FP32 teacher's weights come from --model_path; "
+                         "give it also when resuming with --resume_model")
+    from .quant.distill import DistillationLoss
+
+    return DistillationLoss(loss, build_model_for(cfg, teacher_weights), distill)
 
 
 def build_dataset(section: Component | None, name: str = "dataset"):

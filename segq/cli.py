@@ -14,18 +14,24 @@ import sys
 GROUPS = ("train", "eval", "export", "predict", "deploy", "ptq")
 
 
-def build_parser(description: str, groups: tuple[str, ...]) -> argparse.ArgumentParser:
+def build_parser(description: str, groups: tuple[str, ...],
+                 config: bool = True) -> argparse.ArgumentParser:
+    """The parser of one script: the common flags (``config=False``: only ``--verbose``, for
+    scripts that read no single config) plus the flag ``groups`` it asks for."""
     unknown = set(groups) - set(GROUPS)
     if unknown:
         raise ValueError(f"unknown flag groups {sorted(unknown)}; choose from {GROUPS}")
-    p = argparse.ArgumentParser(description=description)
-    p.add_argument("--config", required=True, help="YAML config file")
-    p.add_argument("--opts", nargs="+", default=[], metavar="KEY=VALUE",
-                   help="config overrides, e.g. train_dataset.dataset_root=/data/camvid")
-    p.add_argument("--num_workers", type=int, default=0, help="data-loading worker processes")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--model_path", default=None,
-                   help="weights to start from (train) or to evaluate/export/predict")
+    p = argparse.ArgumentParser(description=description,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    if config:
+        p.add_argument("--config", required=True, help="YAML config file")
+        p.add_argument("--opts", nargs="+", default=[], metavar="KEY=VALUE",
+                       help="config overrides, e.g. train_dataset.dataset_root=/data/camvid")
+        p.add_argument("--num_workers", type=int, default=0,
+                       help="data-loading worker processes")
+        p.add_argument("--seed", type=int, default=0, help="random seed")
+        p.add_argument("--model_path", default=None,
+                       help="weights to start from (train) or to evaluate/export/predict")
     p.add_argument("--verbose", action="store_true",
                    help="show Paddle's and PaddleSlim's own logging (glog lines, oneDNN pass "
                         "reports, their warnings and progress bars); off by default")
@@ -113,16 +119,27 @@ def _add_ptq_flags(g) -> None:
 
 def ptq_options(args: argparse.Namespace):
     """The ``ptq`` flag group -> :class:`segq.quant.ptq.PTQOptions`."""
+    from .deploy.export import ExportOptions
     from .quant.calibration import CalibrationSource
     from .quant.ptq import PTQOptions
 
     return PTQOptions(
         save_dir=args.save_dir, algo=args.algo, hist_percent=args.hist_percent,
         bias_correction=args.bias_correction, recon=args.recon, weight_only=args.weight_only,
-        weight_bits=args.weight_bits, batch_size=args.batch_size, input_shape=args.input_shape,
-        with_softmax=args.with_softmax, without_argmax=args.without_argmax,
+        weight_bits=args.weight_bits, batch_size=args.batch_size,
+        export=ExportOptions(input_shape=args.input_shape, with_softmax=args.with_softmax,
+                             without_argmax=args.without_argmax),
         source=CalibrationSource(args.calib_dir, args.calib_list, args.calib_num,
                                  args.allow_calib_overlap))
+
+
+def export_options(args: argparse.Namespace):
+    """The ``export`` flag group -> :class:`segq.deploy.export.ExportOptions`."""
+    from .deploy.export import ExportOptions
+
+    return ExportOptions(input_shape=args.input_shape, with_softmax=args.with_softmax,
+                         without_argmax=args.without_argmax,
+                         argmax_before_resize=args.argmax_before_resize)
 
 
 def config_opts(args: argparse.Namespace) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -12,10 +13,9 @@ import warnings
 
 # Paddle's CPU wheel links Intel MKL (mklml) for GEMM, which dygraph convs and matmuls use.
 # This MKL picks its kernels by CPU vendor, not by features: on AMD CPUs it takes a generic
-# path although they have AVX2/AVX-512. Measured on a 2-core AMD EPYC (AVX-512): 2048^2
-# sgemm 56 -> 155 GFLOP/s, and a DeepLabV3+ R18 training step 6.4 -> 3.4 s, with
-# MKL_DEBUG_CPU_TYPE=5 (MKL's own switch to its AVX2 kernels; later MKL releases dropped it,
-# where it is then ignored). Intel CPUs keep MKL's default (AVX-512) dispatch.
+# path although they have AVX2/AVX-512. MKL_DEBUG_CPU_TYPE=5 is MKL's own switch to its AVX2
+# kernels (later MKL releases dropped it, where it is then ignored); it about halves a
+# training step on AMD (docs/design-notes.md). Intel CPUs keep MKL's default dispatch.
 MKL_AMD_WORKAROUND = {"MKL_DEBUG_CPU_TYPE": "5"}
 
 
@@ -232,3 +232,22 @@ def native_stderr_filtered(noise: re.Pattern = NATIVE_NOISE):
             child.wait(timeout=10)  # a process forked inside the block may hold the pipe
         except subprocess.TimeoutExpired:
             pass
+
+
+def paddle_threads() -> str:
+    return os.environ.get("OMP_NUM_THREADS", "unset")
+
+
+def cpu_model() -> str:
+    return cpuinfo_field("model name") or platform.processor() or platform.machine()
+
+
+def run_environment() -> dict:
+    """What a timing depends on, recorded with every run."""
+    import paddle
+
+    env = {"cpu": cpu_model(), "cores": os.cpu_count(), "omp_threads": paddle_threads(),
+           "paddle": paddle.__version__}
+    if "MKL_DEBUG_CPU_TYPE" in os.environ:  # set on AMD CPUs by set_cpu_defaults
+        env["mkl_cpu_type"] = os.environ["MKL_DEBUG_CPU_TYPE"]
+    return env

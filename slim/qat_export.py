@@ -2,7 +2,7 @@
 python slim/qat_export.py --config C --model_path output_quant/best_model/model.pdparams
     --save_dir output_quant_infer [--with_softmax] [--without_argmax] [--input_shape N C H W]
     [--argmax_before_resize]"""
-from segq.cli import build_parser, config_opts, run_cli, set_default_threads
+from segq.cli import build_parser, config_opts, export_options, run_cli, set_default_threads
 
 set_default_threads()
 
@@ -13,8 +13,7 @@ def main(argv=None):
     from segq.quant.qat import qat_export
 
     cfg = load_config(args.config, config_opts(args))
-    out = qat_export(cfg, args.model_path, args.save_dir, args.input_shape, args.with_softmax,
-                     args.without_argmax, args.argmax_before_resize)
+    out = qat_export(cfg, args.model_path, args.save_dir, export_options(args))
     print(f"exported INT8 model to {out}")
 
 

@@ -1,4 +1,4 @@
-"""Tests for segq.deploy.bench_report: run JSON files, Markdown/CSV/JSON tables, PNG plot."""
+"""Tests for segq.bench.report: run JSON files, Markdown/CSV/JSON tables, PNG plot."""
 import csv
 import io
 import json
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segq.deploy import bench_report as br
+from segq.bench import report as br
 
 BenchRow = br.BenchRow
 ONEDNN, ORT, OV = "Paddle Inference oneDNN", "ONNX Runtime", "OpenVINO"

@@ -3,12 +3,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from segq import benchmark
-from segq.benchmark import files_size_mb, measure_latency
+from segq.bench import latency as benchmark
+from segq.bench.latency import files_size_mb, measure_latency
 
 
 def fake_clock(monkeypatch, durations_s):
-    """Replace segq.benchmark's clock with one that only moves when ``run`` is called: the
+    """Replace segq.bench.latency's clock with one that only moves when ``run`` is called: the
     i-th call takes ``durations_s[i]`` seconds. Returns that ``run``."""
     now = [100.0]
     calls = iter(durations_s)

@@ -132,14 +132,13 @@ def last_line(stderr: str) -> str:
 @pytest.fixture(scope="module")
 def demo_weights(tmp_path_factory):
     """The demo model's FP32 state dict and its QAT (fake-quant) state dict, untrained."""
+    from segq.builders import build_model_for, build_qat_model
     from segq.config import load_config
-    from segq.engine.workflows import build_model_for
-    from segq.quant.qat import qat_model_for
 
     out = tmp_path_factory.mktemp("weights")
     cfg = load_config(DEMO, SMALL)
     paddle.save(build_model_for(cfg).state_dict(), str(out / "fp32.pdparams"))
-    paddle.save(qat_model_for(cfg).model.state_dict(), str(out / "qat.pdparams"))
+    paddle.save(build_qat_model(cfg).model.state_dict(), str(out / "qat.pdparams"))
     return out
 
 

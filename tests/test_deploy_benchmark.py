@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from segq.bench.report import BENCH_KEYS
 from segq.config import QuantConfig, load_config
-from segq.deploy.bench_report import BENCH_KEYS
-from segq.engine.workflows import export_model
+from segq.deploy.export import ExportOptions
+from segq.deploy.workflows import export_model
 from segq.quant.qat import export_qat_model
 from tests.helpers import DEMO
 from tests.zoo import calibrated_qat, trained_like
@@ -25,11 +26,13 @@ def exports(tmp_path_factory):
     cfg = load_config(DEMO)
     out = tmp_path_factory.mktemp("bench")
     model = trained_like("BiSeNetV2", 4)
-    fp32 = [export_model(cfg, model, out / "fp32", SHAPE),
-            export_model(cfg, model, out / "fp32_fast", SHAPE, argmax_before_resize=True)]
+    fp32 = [export_model(cfg, model, out / "fp32", ExportOptions(input_shape=SHAPE)),
+            export_model(cfg, model, out / "fp32_fast",
+                         ExportOptions(input_shape=SHAPE, argmax_before_resize=True))]
     qat = calibrated_qat("BiSeNetV2", QuantConfig(), num_classes=4)
-    int8 = export_qat_model(cfg, qat, out / "int8", SHAPE)
-    fast = export_qat_model(cfg, qat, out / "int8_fast", SHAPE, argmax_before_resize=True)
+    int8 = export_qat_model(cfg, qat, out / "int8", ExportOptions(input_shape=SHAPE))
+    fast = export_qat_model(cfg, qat, out / "int8_fast",
+                            ExportOptions(input_shape=SHAPE, argmax_before_resize=True))
     return out, fp32, [int8, fast]
 
 

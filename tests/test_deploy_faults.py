@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from segq.export import export_inference_model
+from segq.deploy.export import export_inference_model
 from tests.helpers import DEMO
 from tests.zoo import trained_like
 

@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 import segq.models  # noqa: F401  (registers models)
-from segq import export as export_mod
-from segq.export import argmax_channels, export_inference_model
-from segq.inference import PaddleInferenceModel
+from segq.deploy import export as export_mod
+from segq.deploy.export import ExportOptions, ModelWriter, argmax_channels, export_inference_model
+from segq.deploy.paddle_inference import PaddleInferenceModel
 from segq.registry import MODELS
 from tests.zoo import build_test_model, trained_like
 
@@ -29,7 +29,8 @@ def model(request):
 
 def test_argmax_at_fixed_shape_matches_dygraph(model, tmp_path):
     x = np.random.default_rng(0).normal(size=(1, 3, 64, 96)).astype("float32")
-    out_dir = export_inference_model(model, tmp_path / "fixed", input_shape=[1, 3, 64, 96],
+    out_dir = export_inference_model(model, tmp_path / "fixed",
+                                     ExportOptions(input_shape=[1, 3, 64, 96]),
                                      deploy_transforms=[{"type": "Normalize"}])
     pred = PaddleInferenceModel(out_dir, use_mkldnn=True).run(x)
     assert pred.shape == (1, 64, 96) and pred.dtype == np.int32
@@ -48,8 +49,9 @@ def test_argmax_at_fixed_shape_matches_dygraph(model, tmp_path):
 
 def test_argmax_before_resize_is_the_low_res_argmax_upsampled(model, tmp_path):
     x = np.random.default_rng(2).normal(size=(1, 3, 64, 96)).astype("float32")
-    out_dir = export_inference_model(model, tmp_path / "low", input_shape=[-1, 3, 64, 96],
-                                     argmax_before_resize=True)
+    out_dir = export_inference_model(model, tmp_path / "low",
+                                     ExportOptions(input_shape=[-1, 3, 64, 96],
+                                                   argmax_before_resize=True))
     info = yaml.safe_load((out_dir / "deploy.yaml").read_text())["Deploy"]
     assert info["argmax_before_resize"] is True and info["output_op"] == "argmax"
     pred = PaddleInferenceModel(out_dir).run(x)
@@ -69,11 +71,11 @@ def test_argmax_before_resize_is_the_low_res_argmax_upsampled(model, tmp_path):
 def test_argmax_before_resize_needs_the_argmax_output(tmp_path):
     with pytest.raises(ValueError, match="needs the argmax output"):
         export_inference_model(build_test_model(MODELS.names()[0], NUM_CLASSES), tmp_path,
-                               without_argmax=True, argmax_before_resize=True)
+                               ExportOptions(without_argmax=True, argmax_before_resize=True))
 
 
 def test_dynamic_shape_logits_match_dygraph_at_two_sizes(model, tmp_path):
-    out_dir = export_inference_model(model, tmp_path / "dyn", without_argmax=True)
+    out_dir = export_inference_model(model, tmp_path / "dyn", ExportOptions(without_argmax=True))
     info = yaml.safe_load((out_dir / "deploy.yaml").read_text())["Deploy"]
     assert info["input_shape"] == [-1, 3, -1, -1]
     assert info["output_op"] == "none" and info["output_dtype"] == "float32"
@@ -89,8 +91,9 @@ def test_dynamic_shape_logits_match_dygraph_at_two_sizes(model, tmp_path):
 
 
 def test_softmax_output(model, tmp_path):
-    out_dir = export_inference_model(model, tmp_path / "sm", input_shape=[1, 3, 64, 96],
-                                     with_softmax=True, without_argmax=True)
+    out_dir = export_inference_model(model, tmp_path / "sm",
+                                     ExportOptions(input_shape=[1, 3, 64, 96], with_softmax=True,
+                                                   without_argmax=True))
     assert yaml.safe_load((out_dir / "deploy.yaml").read_text())["Deploy"]["output_op"] == "softmax"
     x = np.random.default_rng(2).normal(size=(1, 3, 64, 96)).astype("float32")
     prob = PaddleInferenceModel(out_dir).run(x)
@@ -128,7 +131,7 @@ def test_exported_argmax_is_numpys_first_index_of_the_maximum(tmp_path):
     export_mod.save_legacy_inference_model(Labels(), path, [-1, 6, -1, -1])
     from paddle.inference import Config, create_predictor
 
-    from segq.inference import run_predictor
+    from segq.deploy.paddle_inference import run_predictor
 
     config = Config()
     config.set_prog_file(f"{path}.pdmodel")  # no parameters: no params file
@@ -176,7 +179,7 @@ def test_export_restores_training_mode_and_keeps_other_files(tmp_path):
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     (out_dir / "config.yml").write_text("keep me")
-    export_inference_model(model, out_dir, input_shape=[1, 3, 32, 32])
+    export_inference_model(model, out_dir, ExportOptions(input_shape=[1, 3, 32, 32]))
     assert model.training
     assert (out_dir / "config.yml").read_text() == "keep me"
     assert {"model.pdmodel", "model.pdiparams", "deploy.yaml"} <= {p.name for p in out_dir.iterdir()}
@@ -189,14 +192,14 @@ def test_interrupted_export_leaves_nothing_behind(tmp_path):
 
     model = build_test_model(MODELS.names()[0], NUM_CLASSES)
     with pytest.raises(KeyboardInterrupt):
-        export_inference_model(model, tmp_path / "out", saver=boom)
+        export_inference_model(model, tmp_path / "out", writer=ModelWriter(save=boom))
     assert list(tmp_path.iterdir()) == []
 
 
 def test_bad_arguments_are_reported(tmp_path):
     model = build_test_model(MODELS.names()[0], NUM_CLASSES)
     with pytest.raises(ValueError, match="input_shape"):
-        export_inference_model(model, tmp_path / "x", input_shape=[3, 64, 64])
+        export_inference_model(model, tmp_path / "x", ExportOptions(input_shape=[3, 64, 64]))
     with pytest.raises(ValueError, match="'type'"):
         export_inference_model(model, tmp_path / "x", deploy_transforms=[{"size": 3}])
     with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "missing" / "model.pdmodel"))):
@@ -283,7 +286,7 @@ def test_channel_max_trains_through_topk_and_exports_as_reduce_max(tmp_path):
     assert "reduce_max" in ops and "top_k_v2" not in ops
     from paddle.inference import Config, create_predictor
 
-    from segq.inference import run_predictor
+    from segq.deploy.paddle_inference import run_predictor
 
     config = Config()
     config.set_prog_file(str(tmp_path / "model.pdmodel"))
@@ -300,8 +303,8 @@ def test_deploy_yaml_states_every_transform_argument(tmp_path):
     from segq.config import load_config
     from segq.data.transforms import build_transforms
     from segq.deploy import load_deploy_info
-    from segq.engine.workflows import export_model
-    from segq.inference import model_files
+    from segq.deploy.deploy_file import model_files
+    from segq.deploy.workflows import export_model
     from tests.helpers import DEMO
 
     cfg = load_config(DEMO)

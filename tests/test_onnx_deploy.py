@@ -10,12 +10,13 @@ from hypothesis import strategies as st
 
 from segq.config import QuantConfig, load_config
 from segq.deploy import Predictor, PredictorOptions
+from segq.deploy.deploy_file import load_deploy_info
+from segq.deploy.export import ExportOptions
 from segq.deploy.onnx_backend import OnnxRuntimeModel, OpenVINOModel
 from segq.deploy.onnx_export import (_paddle2onnx, activations_to_uint8, bin_average_matrix,
                                      export_onnx)
-from segq.deploy.deploy_file import load_deploy_info
-from segq.engine.workflows import export_model
-from segq.inference import PaddleInferenceModel
+from segq.deploy.paddle_inference import PaddleInferenceModel
+from segq.deploy.workflows import export_model
 from segq.quant.qat import export_qat_model
 from segq.registry import MODELS
 from tests.helpers import DEMO, cosine
@@ -54,8 +55,8 @@ def test_bin_average_matrix_is_paddles_adaptive_pooling(size, data):
 def fp32_export(request, demo_cfg, tmp_path_factory):
     name = request.param
     out = tmp_path_factory.mktemp(f"onnx_{name}")
-    export_model(demo_cfg, trained_like(name, 5, (2, 3, 72, 104)), out / "fp32", SHAPE,
-                 without_argmax=True)
+    export_model(demo_cfg, trained_like(name, 5, (2, 3, 72, 104)), out / "fp32",
+                 ExportOptions(input_shape=SHAPE, without_argmax=True))
     return name, out / "fp32"
 
 
@@ -75,8 +76,8 @@ def test_every_zoo_model_runs_under_onnxruntime_and_openvino_as_under_paddle(fp3
 def test_paddle2onnx_alone_gets_uneven_adaptive_pools_wrong(name, demo_cfg, tmp_path):
     # pins why segq.deploy.onnx_export rebuilds those pools: when this fails, paddle2onnx
     # converts them exactly and the repair can go
-    model_dir = export_model(demo_cfg, trained_like(name, 5, (2, 3, 72, 104)),
-                             tmp_path / "fp32", SHAPE, without_argmax=True)
+    model_dir = export_model(demo_cfg, trained_like(name, 5, (2, 3, 72, 104)), tmp_path / "fp32",
+                             ExportOptions(input_shape=SHAPE, without_argmax=True))
     deploy = load_deploy_info(model_dir)
     _paddle2onnx(deploy, tmp_path / "raw.onnx", 13)
     x = batch()
@@ -95,10 +96,11 @@ def test_qat_export_becomes_a_qdq_graph_with_int8_weights(name, demo_cfg, tmp_pa
     x = batch()
     with paddle.no_grad():
         ref = qat.model(paddle.to_tensor(x))[0].numpy()
-    int8_dir = export_qat_model(demo_cfg, qat, tmp_path / "int8", SHAPE, without_argmax=True)
+    int8_dir = export_qat_model(demo_cfg, qat, tmp_path / "int8",
+                                ExportOptions(input_shape=SHAPE, without_argmax=True))
     # the same architecture in float, for the file size
-    fp32_dir = export_model(demo_cfg, trained_like(name, 5), tmp_path / "fp32", SHAPE,
-                            without_argmax=True)
+    fp32_dir = export_model(demo_cfg, trained_like(name, 5), tmp_path / "fp32",
+                            ExportOptions(input_shape=SHAPE, without_argmax=True))
     int8_onnx, fp32_onnx = export_onnx(int8_dir), export_onnx(fp32_dir)
 
     graph = onnx.load(int8_onnx).graph
@@ -127,7 +129,8 @@ def test_qat_export_becomes_a_qdq_graph_with_int8_weights(name, demo_cfg, tmp_pa
 
 def test_activations_to_uint8_keeps_every_value(demo_cfg, tmp_path):
     qat = calibrated_qat("BiSeNetV2", QuantConfig())
-    int8_dir = export_qat_model(demo_cfg, qat, tmp_path / "int8", SHAPE, without_argmax=True)
+    int8_dir = export_qat_model(demo_cfg, qat, tmp_path / "int8",
+                                ExportOptions(input_shape=SHAPE, without_argmax=True))
     model = onnx.load(export_onnx(int8_dir))
     # back to int8 activations (zero point 0), then forward again: the outputs must agree
     for t in model.graph.initializer:
@@ -145,7 +148,8 @@ def test_activations_to_uint8_keeps_every_value(demo_cfg, tmp_path):
 
 def test_predictor_runs_the_onnx_backends_like_paddle(demo_cfg, tmp_path):
     model = trained_like("BiSeNetV2", 4, (2, 3, 96, 128))
-    model_dir = export_model(demo_cfg, model, tmp_path / "fp32", [-1, 3, 96, 128])
+    model_dir = export_model(demo_cfg, model, tmp_path / "fp32",
+                             ExportOptions(input_shape=[-1, 3, 96, 128]))
     image = np.random.default_rng(1).integers(0, 255, (96, 128, 3), dtype=np.uint8)
     ref = Predictor(model_dir).predict([image])[0]
     with pytest.raises(ValueError, match="export_onnx.py"):

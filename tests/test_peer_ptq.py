@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from segq.deploy.peer_ptq import model_size_mb, nncf_quantize, ort_quantize_static
+from segq.bench.peer_ptq import model_size_mb, nncf_quantize, ort_quantize_static
 
 SHAPE = [1, 3, 32, 32]
 

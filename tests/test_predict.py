@@ -5,7 +5,8 @@ import paddle.nn.functional as F
 import pytest
 
 from segq.config import TestConfig as EvalConfig  # "Test*" names would be collected by pytest
-from segq.engine.predict import infer_logits, restore_original_size, slide_inference
+from segq.data.trans_info import restore_original_size
+from segq.engine.predict import infer_logits, slide_inference
 
 
 class PixelModel(paddle.nn.Layer):

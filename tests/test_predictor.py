@@ -15,12 +15,12 @@ from PIL import Image
 
 from segq.config import QuantConfig, load_config
 from segq.data.transforms import build_transforms
-from segq.deploy import (Predictor, PredictorOptions, label_map, same_shape_batches,
-                         save_masks)
+from segq.deploy import Predictor, PredictorOptions, label_map, same_shape_batches, save_masks
+from segq.deploy.deploy_file import model_files
+from segq.deploy.export import ExportOptions, export_inference_model
 from segq.deploy.paddle_backend import ShapeTunedRunner, configure_tensorrt, run_predictor
-from segq.engine.evaluator import dygraph_predictor
-from segq.export import export_inference_model
-from segq.inference import PaddleInferenceModel, model_files
+from segq.deploy.paddle_inference import PaddleInferenceModel
+from segq.engine.evaluator import dygraph_label_fn
 from segq.quant.qat import export_qat_model
 from tests.helpers import DEMO
 from tests.zoo import calibrated_qat, trained_like
@@ -104,10 +104,11 @@ def test_batch_size_2_equals_batch_size_1(fp32_dir, images):
 
 def test_score_export_with_resize_maps_back_like_dygraph_evaluation(model, images, tmp_path):
     transforms = [{"type": "Resize", "target_size": [64, 48]}, {"type": "Normalize"}]
-    out_dir = export_inference_model(model, tmp_path / "scores", without_argmax=True,
+    out_dir = export_inference_model(model, tmp_path / "scores",
+                                     ExportOptions(without_argmax=True),
                                      deploy_transforms=transforms)
     predictor = Predictor(out_dir)
-    reference = dygraph_predictor(model)
+    reference = dygraph_label_fn(model)
     for name in "ab":
         image = rgb(images[name])
         pred = predictor.predict([image])[0]

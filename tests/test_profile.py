@@ -8,11 +8,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from segq.bench.profile import (OpTime, _shares, parse_paddle_profile, profile_markdown,
+                                profile_openvino, profile_paddle)
 from segq.config import load_config
+from segq.deploy.export import ExportOptions
 from segq.deploy.onnx_export import export_onnx
-from segq.deploy.profile import (OpTime, _shares, parse_paddle_profile, profile_markdown,
-                                 profile_openvino, profile_paddle)
-from segq.engine.workflows import export_model
+from segq.deploy.workflows import export_model
 from tests.helpers import DEMO
 from tests.zoo import trained_like
 
@@ -97,7 +98,8 @@ def test_openvino_counters_are_summed_over_the_timed_runs_only(monkeypatch):
 @pytest.fixture(scope="module")
 def export_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("profile") / "fp32"
-    export_model(load_config(DEMO), trained_like("BiSeNetV2", 4), out, [-1, 3, 64, 96])
+    export_model(load_config(DEMO), trained_like("BiSeNetV2", 4), out,
+                 ExportOptions(input_shape=[-1, 3, 64, 96]))
     return out
 
 

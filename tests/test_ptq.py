@@ -12,10 +12,12 @@ import pytest
 import yaml
 
 from segq import builders
+from segq.builders import build_model_for
 from segq.config import load_config
-from segq.engine.workflows import (TrainOptions, build_model_for, evaluate_inference_model,
-                                   export_model, train)
-from segq.inference import PaddleInferenceModel
+from segq.deploy.export import ExportOptions
+from segq.deploy.paddle_inference import PaddleInferenceModel
+from segq.deploy.workflows import evaluate_inference_model, export_model
+from segq.engine.workflows import TrainOptions, train
 from segq.quant.calibration import CalibrationError, CalibrationSource, load_calibration_set
 from segq.quant.exported_ops import weight_ops
 from segq.quant.ptq import ALGOS, PTQOptions, ptq
@@ -47,11 +49,12 @@ def logits(model_dir, x, int8):
 def test_every_algorithm_runs_in_int8_close_to_fp32(fp32_run, tmp_path):
     cfg = demo_cfg()
     results = ptq(cfg, str(fp32_run), PTQOptions(
-        save_dir=str(tmp_path / "all"), algo="all", batch_size=4, input_shape=SHAPE,
-        without_argmax=True, source=CalibrationSource(calib_num=8)))
+        save_dir=str(tmp_path / "all"), algo="all", batch_size=4,
+        export=ExportOptions(input_shape=SHAPE, without_argmax=True),
+        source=CalibrationSource(calib_num=8)))
     assert [r.name for r in results] == list(ALGOS)
     fp32_dir = export_model(cfg, build_model_for(cfg, str(fp32_run)), str(tmp_path / "fp32"),
-                            SHAPE, without_argmax=True)
+                            ExportOptions(input_shape=SHAPE, without_argmax=True))
     x = builders.build_dataset(cfg.val_dataset, "val_dataset")[0]["img"][None]
     ref = logits(fp32_dir, x, int8=False)
     for r in results:
@@ -71,12 +74,34 @@ def test_bias_correction_and_skip_layers_are_recorded_and_applied(fp32_run, tmp_
     cfg = demo_cfg(["quant={skip_layers: [head.conv_1x1]}"])
     (result,) = ptq(cfg, str(fp32_run), PTQOptions(
         save_dir=str(tmp_path / "bc"), algo="abs_max", bias_correction=True, batch_size=4,
-        input_shape=SHAPE, source=CalibrationSource(calib_num=4)))
+        export=ExportOptions(input_shape=SHAPE), source=CalibrationSource(calib_num=4)))
     quant = yaml.safe_load((result.model_dir / "deploy.yaml").read_text())["Quant"]
     assert quant["bias_correction"] is True and quant["skipped_layers"] == ["head.conv_1x1"]
     ops = weight_ops(result.model_dir)
     floats = [op for op in ops if not op.weight_quantized]
     assert len(floats) == 1 and len(ops) > 10  # the one skipped conv stays in float
+
+
+def test_a_ptq_export_runs_under_onnxruntime_and_enters_the_benchmark_as_ptq(fp32_run, tmp_path):
+    from segq.bench.deployment import load_exports, method_of
+    from segq.deploy.onnx_backend import OnnxRuntimeModel
+    from segq.deploy.onnx_export import export_onnx
+
+    cfg = demo_cfg()
+    # the benchmark's exports: dynamic batch, fixed H and W
+    options = ExportOptions(input_shape=[-1, *SHAPE[1:]], without_argmax=True)
+    (result,) = ptq(cfg, str(fp32_run), PTQOptions(
+        save_dir=str(tmp_path / "ptq"), algo="abs_max", batch_size=4, export=options,
+        source=CalibrationSource(calib_num=4)))
+    fp32_dir = export_model(cfg, build_model_for(cfg, str(fp32_run)), tmp_path / "fp32",
+                            options)
+    onnx_file = export_onnx(result.model_dir)
+    x = builders.build_dataset(cfg.val_dataset, "val_dataset")[0]["img"][None]
+    assert cosine(OnnxRuntimeModel(onnx_file, 2).run(x)[0],
+                  logits(result.model_dir, x, int8=True)) >= 0.98
+    export_onnx(fp32_dir)
+    fp32, int8 = load_exports([fp32_dir], [result.model_dir])
+    assert (method_of(fp32), method_of(int8)) == ("FP32", "PTQ abs_max (segq)")
 
 
 @pytest.mark.parametrize("name", MODELS.names())
@@ -89,7 +114,8 @@ def test_ptq_quantizes_every_zoo_model(name, tmp_path):
     paddle.save(model.state_dict(), str(fp32))
     cfg = tiny_config(name, num_outputs)
     (result,) = ptq(cfg, str(fp32), PTQOptions(save_dir=str(tmp_path / "int8"), algo="abs_max",
-                                               batch_size=2, input_shape=[-1, 3, 64, 64],
+                                               batch_size=2,
+                                               export=ExportOptions(input_shape=[-1, 3, 64, 64]),
                                                source=CalibrationSource(calib_num=4)))
     ops = weight_ops(result.model_dir)
     assert ops and all(op.weight_quantized for op in ops)
@@ -203,12 +229,13 @@ def test_settings_ptq_cannot_honour_are_refused(fault, tmp_path, extra, opts, me
 def test_reconstruction_ptq_still_fails_on_the_pinned_versions(name, error, tmp_path):
     """quant_recon_static is refused by slim/ptq.py because of these failures; when this test
     fails, the pinned versions run it and --recon can be offered."""
-    from segq.quant.paddleslim_adapter import quantize_post_training
     from segq.config import QuantConfig
+    from segq.quant.paddleslim_adapter import quantize_post_training
     model = build_test_model(name, 4)
     model.eval()
     cfg = tiny_config(name, 1)
-    fp32_dir = export_model(cfg, model, str(tmp_path / "fp32"), [1, 3, 64, 64])
+    fp32_dir = export_model(cfg, model, str(tmp_path / "fp32"),
+                            ExportOptions(input_shape=[1, 3, 64, 64]))
     batches = [np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype("float32")]
     with pytest.raises((ValueError, TypeError), match=error):
         quantize_post_training(fp32_dir, tmp_path / "recon", lambda: iter(batches), 1,

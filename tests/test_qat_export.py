@@ -5,7 +5,8 @@ import paddle
 import pytest
 
 from segq.config import QuantConfig, load_config
-from segq.inference import PaddleInferenceModel
+from segq.deploy.export import ExportOptions
+from segq.deploy.paddle_inference import PaddleInferenceModel
 from segq.quant.exported_ops import weight_ops
 from segq.quant.qat import export_qat_model
 from segq.registry import MODELS
@@ -18,7 +19,7 @@ SHAPE = [2, 3, 64, 96]
 def int8_vs_fake_quant(cfg, qat, tmp_path, x):
     with paddle.no_grad():
         ref = qat.model(paddle.to_tensor(x))[0].numpy()
-    out_dir = export_qat_model(cfg, qat, tmp_path / "int8", without_argmax=True)
+    out_dir = export_qat_model(cfg, qat, tmp_path / "int8", ExportOptions(without_argmax=True))
     out = PaddleInferenceModel(out_dir, int8=True).run(x)
     return ref, out, out_dir
 

@@ -3,7 +3,8 @@ registered network, through the library functions behind slim/qat_*.py, on tiny 
 import paddle
 import pytest
 
-from segq.engine.workflows import TrainOptions, evaluate_inference_model
+from segq.deploy.workflows import evaluate_inference_model
+from segq.engine.workflows import TrainOptions
 from segq.quant.exported_ops import weight_ops
 from segq.quant.qat import qat_evaluate, qat_export, qat_train
 from segq.registry import MODELS

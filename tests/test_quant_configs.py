@@ -4,9 +4,8 @@ from pathlib import Path
 import paddle
 import pytest
 
+from segq.builders import build_model_for, quant_config_of
 from segq.config import load_config
-from segq.engine.workflows import build_model_for
-from segq.quant.qat import quant_config_of
 from segq.quant.select import select_skipped
 
 REPO = Path(__file__).resolve().parents[1]

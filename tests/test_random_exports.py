@@ -2,10 +2,10 @@
 an FP32, an INT8 and an INT8 argmax-before-resize export of the same network that run."""
 import numpy as np
 
+from segq.bench.random_exports import random_weight_exports
 from segq.config import load_config
 from segq.deploy import load_deploy_info
-from segq.deploy.random_exports import random_weight_exports
-from segq.inference import PaddleInferenceModel
+from segq.deploy.paddle_inference import PaddleInferenceModel
 from tests.helpers import DEMO
 from tools.random_exports import main
 

@@ -157,8 +157,8 @@ def test_train_refuses_crafted_pretrained_weights(fault, tmp_path):
                    command="python train.py --resume_model output/iter_2")
 def test_train_refuses_a_crafted_resume_checkpoint(fault, tmp_path):
     from segq import builders
+    from segq.builders import build_model_for
     from segq.config import load_config
-    from segq.engine.workflows import build_model_for
 
     cfg = load_config(DEMO, SMALL)
     model = build_model_for(cfg)

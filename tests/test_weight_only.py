@@ -21,12 +21,13 @@ import yaml
 
 from segq.config import QuantConfig, load_config
 from segq.deploy import Predictor, PredictorOptions
+from segq.deploy.deploy_file import require_quantized_export
+from segq.deploy.export import ExportOptions, export_inference_model
 from segq.deploy.onnx_export import export_onnx
+from segq.deploy.paddle_inference import PaddleInferenceModel
 from segq.deploy.weight_only import FloatModel, dequantize, load_float_model
-from segq.export import export_inference_model
-from segq.inference import PaddleInferenceModel, require_quantized_export
 from segq.quant.paddleslim_adapter import quantize_weights_only
-from segq.quant.ptq import PTQOptions, _copy_saver, _quant_section, ptq
+from segq.quant.ptq import PTQOptions, _quant_section, copy_writer, ptq
 from tests.helpers import DEMO, cosine
 from tests.zoo import trained_like
 
@@ -59,8 +60,8 @@ def exports(model, tmp_path_factory) -> dict[str, Path]:
     quantize_weights_only(fp32, root / "raw", QuantConfig())
     opts = PTQOptions(save_dir=str(root / "wo"), weight_only=True)
     section = _quant_section(QuantConfig(), opts, "weight_only", [], None, 0.0)
-    wo = export_inference_model(model, root / "wo", saver=_copy_saver(root / "raw"),
-                                extra_info={"Quant": section}, **common)
+    wo = export_inference_model(model, root / "wo", writer=copy_writer(root / "raw", section),
+                                **common)
     return {"fp32": fp32, "weight_only": wo}
 
 
@@ -205,7 +206,8 @@ def test_clis_refuse_int8_and_onnx_in_one_line(exports):
 
 def test_ptq_weight_only_export_predicts_like_fp32(tmp_path):
     """slim/ptq.py's own path: a checkpoint -> ptq(weight_only=True) -> Predictor labels."""
-    from segq.engine.workflows import build_model_for, export
+    from segq.builders import build_model_for
+    from segq.deploy.workflows import export
 
     cfg = load_config(REPO / DEMO)
     weights = tmp_path / "fp32.pdparams"
@@ -217,7 +219,7 @@ def test_ptq_weight_only_export_predicts_like_fp32(tmp_path):
     paddle.save(model.state_dict(), str(weights))
     [result] = ptq(cfg, str(weights), PTQOptions(save_dir=str(tmp_path / "wo"),
                                                  weight_only=True, input_shape=SHAPE))
-    fp32_dir = export(cfg, str(weights), str(tmp_path / "fp32"), SHAPE)
+    fp32_dir = export(cfg, str(weights), str(tmp_path / "fp32"), ExportOptions(input_shape=SHAPE))
     assert result.size_bytes < 0.35 * (fp32_dir / "model.pdiparams").stat().st_size
 
     images = [np.random.default_rng(i).integers(0, 256, (96, 128, 3), dtype=np.uint8)

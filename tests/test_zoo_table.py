@@ -1,6 +1,6 @@
 """tools/model_zoo_table.py fills a zoo row's mIoU columns from the comparison run of the same
 model section, and from no other."""
-from tools.model_zoo_table import measured_columns, zoo_configs
+from segq.bench.zoo_table import measured_columns, zoo_configs
 
 
 def comparison(model_config, quant_config=None):

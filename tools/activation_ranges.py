@@ -19,9 +19,9 @@ def main(argv=None):
     import paddle
 
     from segq import builders
+    from segq.builders import build_model_for
     from segq.config import load_config
     from segq.data.loader import build_eval_loader, build_train_loader
-    from segq.engine.workflows import build_model_for
     from segq.quant.ranges import range_rows, ranges_markdown
 
     cfg = load_config(args.config, config_opts(args))

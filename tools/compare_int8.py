@@ -19,12 +19,10 @@ def main(argv=None):
     p.add_argument("--out", default=None, help="append the table as a Markdown section here")
     p.add_argument("--title", default=None, help="the section's title (with --out)")
     args = p.parse_args(argv)
+    from segq.bench.int8_compare import (compare_fp32_int8, compare_section, rows_markdown,
+                                         write_rows)
+    from segq.bench.markdown import append_section, command_line
     from segq.config import load_config
-    import shlex
-    import sys
-
-    from segq.quant.compare import (compare_fp32_int8, qat_run_summary, rows_markdown,
-                                    write_rows)
 
     if not args.model_path:
         raise ValueError("--model_path: give the QAT checkpoint")
@@ -34,18 +32,12 @@ def main(argv=None):
                              args.latency_runs)
     table = rows_markdown(rows, args.input_shape, args.cpu_threads)
     print(table)
-    command = "python tools/compare_int8.py " + " ".join(
-        map(shlex.quote, sys.argv[1:] if argv is None else argv))
+    command = command_line("tools/compare_int8.py", argv)
     if args.result_json:
         write_rows(rows, args.result_json, cfg, command)
     if args.out:
-        summary = qat_run_summary(args.model_path)
-        section = [f"## {args.title or cfg.model.type + ': FP32 against QAT INT8'}", "",
-                   f"- table written by: `{command}`"]
-        if summary:
-            section.append(f"- {summary}")
-        with open(args.out, "a", encoding="utf-8") as f:
-            f.write("\n".join(section) + "\n\n" + table + "\n\n")
+        title = args.title or f"{cfg.model.type}: FP32 against QAT INT8"
+        append_section(args.out, compare_section(title, command, args.model_path, table))
 
 
 if __name__ == "__main__":

@@ -6,17 +6,15 @@ arguments) generated from the schema and the registries:
 ``--missing`` prints, per component, the arguments no docstring explains (their meaning
 cells are empty in the reference) instead of writing the file.
 """
-import argparse
 from pathlib import Path
 
-from segq.cli import run_cli, set_default_threads
+from segq.cli import build_parser, run_cli, set_default_threads
 
 set_default_threads()
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = build_parser(__doc__, (), config=False)
     p.add_argument("--out", default="docs/configs.md", help="the Markdown file to write")
     p.add_argument("--missing", action="store_true",
                    help="list the arguments without a documented meaning; write nothing")

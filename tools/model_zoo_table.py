@@ -1,102 +1,17 @@
 """The model-zoo table: params, FLOPs and Paddle Inference (oneDNN) FP32 and INT8 latency of
-every network, from its CamVid config, written as Markdown + CSV + JSON:
+every network, from its CamVid config, written as Markdown + CSV + JSON (see
+segq/bench/zoo_table.py for what is measured and how):
 
     python tools/model_zoo_table.py [--configs configs/*/*_camvid_*.yml] [--out docs/model_zoo]
         [--threads 2] [--warmup 10] [--runs 50]
-
-Weights are random (latency and FLOPs do not depend on them): BatchNorm statistics from two
-random batches, then fake quant (the config's ``quant`` section or the defaults) whose
-activation scales have seen two more. FLOPs are paddle.flops' count at batch 1
-(multiply-accumulates of convs/linears plus the other ops it counts). Latency is batch 1 at
-360x480 (CamVid), exported with a fixed input shape, median and p90 of ``--runs`` timed runs
-after ``--warmup`` untimed ones, FP32 and INT8 of one network measured one after the other
-in the same process; "INT8 fast" is the INT8 export with ``--argmax_before_resize``. The
-mIoU columns come from the JSON files ``tools/compare_int8.py --result_json`` writes
-(``--results``), matched to a zoo config by the model section.
 """
-import argparse
-import csv
-import glob
-import json
-import tempfile
-from pathlib import Path
-
-import numpy as np
-
-from segq.cli import set_default_threads
+from segq.cli import build_parser, run_cli, set_default_threads
 
 set_default_threads()
 
-COLUMNS = ["model", "backbone", "config", "params_m", "gflops_512x512", "gflops_360x480",
-           "fp32_ms", "fp32_p90_ms", "int8_ms", "int8_p90_ms", "speedup", "int8_fast_ms",
-           "fp32_miou", "int8_miou"]
-SHAPE = [1, 3, 360, 480]
-
-
-def describe(cfg) -> tuple[str, str]:
-    model = cfg.model.kwargs()
-    backbone = model.get("backbone", {})
-    name = backbone.get("type", "-") if isinstance(backbone, dict) else "-"
-    if isinstance(backbone, dict) and "output_stride" in backbone:
-        name += f" (OS{backbone['output_stride']})"
-    return cfg.model.type, name
-
-
-def fmt(value) -> str:
-    """A table cell: a dash for a column not measured yet."""
-    if value is None:
-        return "—"
-    return f"{value:.4f}" if isinstance(value, float) and value < 1 else str(value)
-
-
-def measured_columns(measured: list[dict], model_section: dict,
-                     quant_section: dict | None = None) -> dict:
-    """fp32_miou / int8_miou of the comparison run whose model section is this config's (the
-    FP32 dygraph and the Paddle Inference INT8 rows). A QAT config (``quant_section`` given)
-    only takes a run that recorded the same quant section: its INT8 model is its own."""
-    model_section = json.loads(json.dumps(model_section))  # tuples -> lists, as in the files
-    for run in measured:
-        if run.get("model_config") != model_section:
-            continue
-        if quant_section is not None and run.get("quant_config") != quant_section:
-            continue
-        rows = {(r["stage"], r["precision"]): r for r in run["rows"]}
-        return {"fp32_miou": rows.get(("dygraph", "fp32"), {}).get("miou"),
-                "int8_miou": rows.get(("Paddle Inference oneDNN", "int8"), {}).get("miou")}
-    return {}
-
-
-def zoo_configs(patterns: list[str] | None) -> list[str]:
-    """The configs matched by ``patterns``; by default the zoo's CamVid configs, without the
-    QAT ones (configs/quant), which share their FP32 network's model section."""
-    default = patterns is None
-    paths = sorted({f for pattern in (patterns or ["configs/*/*_camvid_*.yml"])
-                    for f in glob.glob(pattern)
-                    if not default or Path(f).parent.name != "quant"})
-    if not paths:
-        raise SystemExit(f"no config matches {patterns}")
-    return paths
-
-
-def random_weight_latencies(cfg, work_dir: Path, threads: int, warmup: int, runs: int):
-    """FP32, INT8 and INT8-argmax-before-resize latency stats of the config's network with
-    random weights, measured one after the other."""
-    from segq.benchmark import measure_latency
-    from segq.deploy.random_exports import EXPORT_NAMES, random_weight_exports
-    from segq.inference import PaddleInferenceModel
-
-    dirs = random_weight_exports(cfg, work_dir, SHAPE)
-    batch = np.random.default_rng(0).normal(size=SHAPE).astype("float32")
-    stats = {}
-    for name in EXPORT_NAMES:
-        runner = PaddleInferenceModel(dirs[name], cpu_threads=threads, int8=name != "fp32")
-        stats[name] = measure_latency(runner.run, batch, warmup, runs)
-        del runner
-    return stats
-
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = build_parser(__doc__, (), config=False)
     p.add_argument("--configs", nargs="+", default=None,
                    help="default: the zoo's CamVid configs (configs/*/*_camvid_*.yml outside "
                         "configs/quant)")
@@ -108,87 +23,14 @@ def main(argv=None):
     p.add_argument("--results", nargs="+", default=["docs/results/*.json"],
                    help="tools/compare_int8.py JSON files that fill the mIoU / INT8 columns")
     args = p.parse_args(argv)
+    from segq.bench.markdown import command_line
+    from segq.bench.zoo_table import ZooOptions, write_zoo_table, zoo_configs, zoo_rows
 
-    import paddle
-    from tqdm import tqdm
-
-    from segq.config import load_config
-    from segq.engine.workflows import build_model_for, run_environment
-    from segq.quant.compare import quant_section
-
-    paths = zoo_configs(args.configs)
-    measured = [json.loads(Path(f).read_text())
-                for pattern in args.results for f in sorted(glob.glob(pattern))]
-    rows = []
-    seen = set()
-    for path in tqdm(paths, desc="models"):
-        cfg = load_config(path)
-        network = json.dumps([cfg.model.to_dict(), cfg.quant and cfg.quant.model_dump(mode="json")],
-                             sort_keys=True)
-        if network in seen:
-            continue  # the same network on another schedule: one row per network and quant
-        seen.add(network)
-        model = build_model_for(cfg)
-        model.eval()
-        params = sum(int(np.prod(p.shape)) for p in model.parameters() if not p.stop_gradient)
-        flops = {hw: paddle.flops(model, [1, 3, *hw], print_detail=False) / 1e9
-                 for hw in ((512, 512), (360, 480))}
-        with tempfile.TemporaryDirectory() as tmp:
-            lat = random_weight_latencies(cfg, Path(tmp), args.threads, args.warmup, args.runs)
-        arch, backbone = describe(cfg)
-        known = measured_columns(measured, cfg.model.to_dict(), quant_section(cfg))
-        rows.append({"model": arch, "backbone": backbone, "config": path,
-                     "params_m": round(params / 1e6, 2),
-                     "gflops_512x512": round(flops[(512, 512)], 2),
-                     "gflops_360x480": round(flops[(360, 480)], 2),
-                     "fp32_ms": round(lat["fp32"].median_ms, 1),
-                     "fp32_p90_ms": round(lat["fp32"].p90_ms, 1),
-                     "int8_ms": round(lat["int8"].median_ms, 1),
-                     "int8_p90_ms": round(lat["int8"].p90_ms, 1),
-                     "speedup": round(lat["fp32"].median_ms / lat["int8"].median_ms, 2),
-                     "int8_fast_ms": round(lat["int8_fast"].median_ms, 1),
-                     "fp32_miou": known.get("fp32_miou"), "int8_miou": known.get("int8_miou")})
-
-    import shlex
-    import sys
-
-    command = "python tools/model_zoo_table.py " + " ".join(
-        map(shlex.quote, sys.argv[1:] if argv is None else argv))
-    env = run_environment()
-    env["threads"] = args.threads
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.with_suffix(".csv"), "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    out.with_suffix(".json").write_text(json.dumps({"environment": env, "rows": rows}, indent=2))
-    lines = [
-        f"# {args.title}",
-        "",
-        f"Generated by `{command}` on {env['cpu']} "
-        f"({env['cores']} cores), {args.threads} threads, paddle {env['paddle']}.",
-        "Latency: Paddle Inference with oneDNN, FP32 and INT8 (QAT export), batch 1, "
-        f"1x3x360x480 input, median (p90) of {args.runs} runs after {args.warmup} warm-up runs; "
-        "random weights. Speed-up: FP32 over INT8 median, measured side by side. INT8 fast: "
-        "the INT8 export with `--argmax_before_resize`.",
-        "GFLOPs: `paddle.flops` at batch 1. mIoU columns: CamVid val (101 images, 360x480) of "
-        "the trained FP32 model and of its QAT INT8 export under Paddle Inference "
-        "(docs/results.md, docs/results/*.json).",
-        "",
-        "| model | backbone | params (M) | GFLOPs 512x512 | GFLOPs 360x480 | FP32 ms | "
-        "INT8 ms | speed-up | INT8 fast ms | FP32 mIoU | INT8 mIoU | config |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(f"| {r['model']} | {r['backbone']} | {r['params_m']} | {r['gflops_512x512']} | "
-                     f"{r['gflops_360x480']} | {r['fp32_ms']} ({r['fp32_p90_ms']}) | "
-                     f"{r['int8_ms']} ({r['int8_p90_ms']}) | {r['speedup']}x | "
-                     f"{r['int8_fast_ms']} | {fmt(r['fp32_miou'])} | {fmt(r['int8_miou'])} | "
-                     f"`{r['config']}` |")
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    opts = ZooOptions(args.out, args.threads, args.warmup, args.runs, args.title,
+                      tuple(args.results))
+    rows = zoo_rows(zoo_configs(args.configs), opts)
+    print(write_zoo_table(rows, opts, command_line("tools/model_zoo_table.py", argv)))
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_cli(main))

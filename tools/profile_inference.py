@@ -3,16 +3,13 @@ milliseconds go, FP32 against INT8. Prints Markdown tables; --out appends them w
 python tools/profile_inference.py --model_dir D [D ...] --backend paddle|openvino
     (with openvino, a D may also be an .onnx or OpenVINO .xml file, e.g. a peer's model)
     [--input_shape 1 3 360 480] [--cpu_threads 2] [--runs 30] [--out F --title T]"""
-import argparse
-
-from segq.cli import run_cli, set_default_threads
+from segq.cli import build_parser, run_cli, set_default_threads
 
 set_default_threads()
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = build_parser(__doc__, (), config=False)
     p.add_argument("--model_dir", required=True, nargs="+", help="exports to profile")
     p.add_argument("--backend", choices=("paddle", "openvino"), default="paddle")
     p.add_argument("--input_shape", type=int, nargs=4, default=[1, 3, 360, 480])
@@ -21,20 +18,17 @@ def main(argv=None):
     p.add_argument("--out", default=None, help="append the tables here")
     p.add_argument("--title", default=None, help="section title (with --out)")
     args = p.parse_args(argv)
-    import shlex
-    import sys
+    from pathlib import Path
 
     import numpy as np
 
+    from segq.bench.markdown import append_section, command_line
+    from segq.bench.profile import onnx_file_of, profile_markdown, profile_openvino, profile_paddle
+    from segq.cpu_runtime import run_environment
     from segq.deploy import load_deploy_info
-    from segq.deploy.profile import (onnx_file_of, profile_markdown, profile_openvino,
-                                     profile_paddle)
-    from segq.engine.workflows import run_environment
 
     batch = np.random.default_rng(0).standard_normal(args.input_shape).astype("float32")
     tables = []
-    from pathlib import Path
-
     for model_dir in args.model_dir:
         if args.backend == "openvino" and Path(model_dir).is_file():
             ops = profile_openvino(model_dir, batch, args.cpu_threads, args.runs)
@@ -54,10 +48,9 @@ def main(argv=None):
     text = "\n\n".join(tables) + "\n\n" + footer
     print(text)
     if args.out:
-        command = "python tools/profile_inference.py " + " ".join(
-            map(shlex.quote, sys.argv[1:] if argv is None else argv))
-        with open(args.out, "a", encoding="utf-8") as f:
-            f.write(f"## {args.title or 'Profile'}\n\n- written by: `{command}`\n\n{text}\n\n")
+        command = command_line("tools/profile_inference.py", argv)
+        append_section(args.out, f"## {args.title or 'Profile'}\n\n- written by: `{command}`"
+                                 f"\n\n{text}")
 
 
 if __name__ == "__main__":

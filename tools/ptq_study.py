@@ -23,27 +23,23 @@ def main(argv=None):
     p.add_argument("--out", default=None, help="append the table as a Markdown section here")
     p.add_argument("--title", default=None)
     args = p.parse_args(argv)
-    import shlex
-    import sys
-
+    from segq.bench.ptq_study import StudyOptions, run_study, study_markdown, write_study
+    from segq.bench.markdown import append_section, command_line
     from segq.config import load_config
-    from segq.engine.workflows import run_environment
-    from segq.quant.ptq_study import StudyOptions, run_study, study_markdown, write_study
+    from segq.cpu_runtime import run_environment
 
     cfg = load_config(args.config, args.opts)
     opts = StudyOptions(args.save_dir, args.input_shape, args.calib_num, tuple(args.sizes),
                         args.batch_size, args.cpu_threads, args.latency_runs, args.qat_dir)
     rows = run_study(cfg, args.model_path, opts)
-    command = "python tools/ptq_study.py " + " ".join(
-        map(shlex.quote, sys.argv[1:] if argv is None else argv))
+    command = command_line("tools/ptq_study.py", argv)
     table = study_markdown(rows, args.title or f"{cfg.model.type}: FP32, PTQ and QAT",
                            command, run_environment(), opts)
     print(table)
     if args.result_json:
         write_study(rows, args.result_json, command, run_environment())
     if args.out:
-        with open(args.out, "a", encoding="utf-8") as f:
-            f.write(table + "\n")
+        append_section(args.out, table)
 
 
 if __name__ == "__main__":

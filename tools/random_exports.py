@@ -1,5 +1,5 @@
 """FP32, INT8 and INT8-argmax-before-resize exports of a config's network with random weights,
-for speed measurements and profiles without training (see segq.deploy.random_exports):
+for speed measurements and profiles without training (see segq.bench.random_exports):
 python tools/random_exports.py --config C --save_dir D [--input_shape 1 3 360 480] [--onnx]
     writes D/fp32, D/int8, D/int8_fast; with --onnx also their model.onnx (FP32, INT8) and
     D/nncf/model.xml, NNCF's post-training INT8 of the FP32 model (random calibration data)"""
@@ -16,8 +16,8 @@ def main(argv=None):
     p.add_argument("--onnx", action="store_true",
                    help="also the ONNX files and the NNCF peer (for OpenVINO comparisons)")
     args = p.parse_args(argv)
+    from segq.bench.random_exports import onnx_and_nncf_peer, random_weight_exports
     from segq.config import load_config
-    from segq.deploy.random_exports import onnx_and_nncf_peer, random_weight_exports
 
     cfg = load_config(args.config, config_opts(args))
     dirs = random_weight_exports(cfg, args.save_dir, args.input_shape, seed=args.seed)

@@ -23,7 +23,8 @@ def parse_args(argv=None):
     g.add_argument("--fp32_dir", required=True, nargs="+",
                    help="FP32 exports; the first is the speed-up baseline and the peers' source")
     g.add_argument("--int8_dir", required=True, nargs="+",
-                   help="QAT INT8 exports (e.g. with and without --argmax_before_resize)")
+                   help="INT8 exports: slim/qat_export.py or slim/ptq.py (e.g. with and "
+                        "without --argmax_before_resize)")
     g.add_argument("--name", required=True, help="this run's name, e.g. bisenetv2_camvid")
     g.add_argument("--save_dir", default="output/benchmark", help="peer PTQ models go here")
     g.add_argument("--out_dir", default=DEFAULT_OUT_DIR,
@@ -38,14 +39,13 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    import shlex
-    import sys
     from pathlib import Path
 
+    from segq.bench.deployment import BenchSettings, benchmark_environment, benchmark_network
+    from segq.bench.report import load_runs, results_markdown, write_model_rows, write_results
+    from segq.bench.markdown import command_line
     from segq.config import load_config
-    from segq.deploy.bench_report import (load_runs, results_markdown, write_model_rows,
-                                          write_results)
-    from segq.deploy.benchmark import BenchSettings, benchmark_environment, benchmark_network
+    from segq.deploy import load_deploy_info
 
     cfg = load_config(args.config, config_opts(args))
     settings = BenchSettings(cpu_threads=args.cpu_threads, latency_runs=args.latency_runs,
@@ -54,21 +54,15 @@ def main(argv=None):
                              num_workers=args.num_workers)
     rows = benchmark_network(cfg, args.fp32_dir, args.int8_dir,
                              Path(args.save_dir) / args.name, settings)
-    command = "python deploy/python/benchmark.py " + " ".join(
-        map(shlex.quote, sys.argv[1:] if argv is None else argv))
+    command = command_line("deploy/python/benchmark.py", argv)
     out = Path(args.out_dir)
     run_file = out / "runs" / f"{args.name}.json"
     write_model_rows(rows, run_file, benchmark_environment(args.cpu_threads), command,
-                     {**vars(settings), "input_hw": cfg_hw(args.fp32_dir[0])})
+                     {**vars(settings),
+                      "input_hw": load_deploy_info(args.fp32_dir[0]).input_shape[2:]})
     print(results_markdown(load_runs([run_file])))
     written = write_results(load_runs(sorted((out / "runs").glob("*.json"))), out)
     print(f"[BENCH] tables: {', '.join(str(p) for p in written.values())}")
-
-
-def cfg_hw(model_dir):
-    from segq.deploy import load_deploy_info
-
-    return load_deploy_info(model_dir).input_shape[2:]
 
 
 if __name__ == "__main__":

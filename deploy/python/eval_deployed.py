@@ -11,8 +11,8 @@ def main(argv=None):
     p = build_parser(__doc__, ("deploy",))
     args = p.parse_args(argv)
     from segq.config import load_config
-    from segq.engine.workflows import evaluate_inference_model
-    from segq.inference import require_quantized_export
+    from segq.deploy.deploy_file import require_quantized_export
+    from segq.deploy.workflows import evaluate_inference_model
 
     if args.precision == "int8":  # before the config and dataset: fail in a second
         require_quantized_export(args.model_dir, "--precision int8", "--precision fp32")

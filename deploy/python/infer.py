@@ -7,16 +7,14 @@ python deploy/python/infer.py --config EXPORT_DIR/deploy.yaml --image_path IMG_O
     [--batch_size N] [--trt_shape_file F] [--min_subgraph_size N]"""
 import argparse
 
-from segq.cli import run_cli, set_default_threads
+from segq.cli import build_parser, run_cli, set_default_threads
 
 set_default_threads()
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    # Not segq.cli.build_parser: there --config is a segq training config, here it is the
-    # export's deploy.yaml, as in PaddleSeg.
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    # --config is the export's deploy.yaml here (as in PaddleSeg), not a segq config
+    p = build_parser(__doc__, (), config=False)
     p.add_argument("--config", required=True, help="the export's deploy.yaml (or its directory)")
     p.add_argument("--image_path", required=True, help="an image or a directory of images")
     p.add_argument("--save_dir", default="output/result")

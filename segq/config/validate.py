@@ -74,10 +74,7 @@ def recipe_warnings(cfg: SegConfig) -> list[str]:
     An atrous (ASPP) branch with rate r, on a feature map at most r pixels wide, only ever
     reads padding with its outer taps: on train crops those weights get no gradient, and at
     full-frame evaluation, where the map is larger, they read real features through
-    untrained weights. (DeepLabV3+ R18 trained on CamVid's 240x240 crops at output stride 16
-    with rate 18 on 15x15 maps scored 0.37 val mIoU; its QAT fine-tune, whose activation
-    quantizers clip at train-time ranges, scored 0.55 after 200 iterations at lr <= 0.001,
-    while the same fine-tune in FP32 stayed at 0.36: docs/results.md.)"""
+    untrained weights (the DeepLabV3+ R18 case in docs/design-notes.md)."""
     model = cfg.model.to_dict()
     rates = model.get("aspp_ratios")
     backbone = model.get("backbone")

@@ -6,10 +6,10 @@ each image's size; ``save_masks`` writes palette masks and overlays.
 """
 from .backend import Backend, create_backend
 from .deploy_file import DeployInfo, load_deploy_info
-from .masks import save_masks
+from .masks import Prediction, save_masks
 from .options import PredictorOptions
 from .postprocess import label_map
-from .predictor import Prediction, Predictor, same_shape_batches
+from .predictor import Predictor, same_shape_batches
 
 __all__ = ["Backend", "DeployInfo", "Prediction", "Predictor", "PredictorOptions",
            "create_backend",

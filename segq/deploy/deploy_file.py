@@ -1,15 +1,137 @@
-"""Read an export's ``deploy.yaml`` (written by segq.export, PaddleSeg-compatible)."""
+"""``deploy.yaml``, the file that describes an export (PaddleSeg-compatible): its names, its
+one reader and its one writer.
+
+``Deploy:`` is what PaddleSeg's and FastDeploy's predictors read (model and params files,
+transforms, input shape with -1 for dynamic dims, output op); segq adds ``onnx`` (the ONNX
+model beside the Paddle files) and ``argmax_before_resize``, and a quantized export has a
+top-level ``Quant:`` section (method, algorithm, skipped layers, ...).
+"""
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import yaml
 
-from ..export import DEPLOY_FILE, OUTPUT_OPS
-from ..inference import is_weight_only, model_files, yaml_error_line
+MODEL_FILE = "model.pdmodel"
+PARAMS_FILE = "model.pdiparams"
+DEPLOY_FILE = "deploy.yaml"
+OUTPUT_OPS = ("argmax", "softmax", "none")
+# Quant.method of a weight-only export (slim/ptq.py --weight_only)
+WEIGHT_ONLY = "weight_only"
+
+
+def yaml_error_line(e: yaml.YAMLError) -> str:
+    """PyYAML's multi-line message (with a caret drawing) as one line: problem and place."""
+    mark = getattr(e, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(e, "problem", None) or " ".join(str(e).split())
+    return f"{problem}{where}"
+
+
+def is_weight_only(quant) -> bool:
+    """Whether a ``Quant:`` section describes a weight-only export: INT8 weights in the
+    params file, float inference."""
+    return isinstance(quant, dict) and quant.get("method") == WEIGHT_ONLY
+
+
+def read_deploy_file(model_dir: str | os.PathLike) -> dict | None:
+    """The parsed deploy.yaml of an export directory, ``None`` if it has none (not a segq
+    export); the one place the file is parsed."""
+    deploy = Path(model_dir) / DEPLOY_FILE
+    if not deploy.is_file():
+        return None
+    try:
+        content = yaml.safe_load(deploy.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{deploy}: not valid YAML: {yaml_error_line(e)}") from None
+    if not isinstance(content, dict):
+        raise ValueError(f"{deploy}: expected a mapping with a 'Deploy:' section, "
+                         f"got {type(content).__name__}")
+    return content
+
+
+def write_deploy_file(path: str | os.PathLike, content: dict[str, Any]) -> None:
+    """Write ``content`` to ``path`` atomically (a reader sees the old file or the new one);
+    the one place the file is written."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            yaml.safe_dump(content, f, sort_keys=False)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def deploy_section(input_shape: Sequence[int], output_op: str, transforms: list[dict],
+                   argmax_before_resize: bool = False) -> dict[str, Any]:
+    """The ``Deploy:`` section of a new export (transforms already resolved)."""
+    if output_op not in OUTPUT_OPS:
+        raise ValueError(f"output_op must be one of {OUTPUT_OPS}, got {output_op!r}")
+    return {
+        "model": MODEL_FILE,
+        "params": PARAMS_FILE,
+        "transforms": transforms,
+        "input_shape": list(input_shape),
+        "output_op": output_op,
+        "output_dtype": "int32" if output_op == "argmax" else "float32",
+        **({"argmax_before_resize": True} if argmax_before_resize else {}),
+    }
+
+
+def set_onnx_file(model_dir: str | os.PathLike, onnx_name: str) -> None:
+    """Name the export's ONNX model in its deploy.yaml (``Deploy.onnx``)."""
+    content = read_deploy_file(model_dir)
+    if content is None or not isinstance(content.get("Deploy"), dict):
+        raise ValueError(f"{Path(model_dir) / DEPLOY_FILE}: no 'Deploy:' section to name "
+                         f"the ONNX model in")
+    content["Deploy"]["onnx"] = onnx_name
+    write_deploy_file(Path(model_dir) / DEPLOY_FILE, content)
+
+
+def model_files(model_dir: str | os.PathLike) -> tuple[Path, Path]:
+    """The model and params files of an export, named by its deploy.yaml when present."""
+    model_dir = Path(model_dir)
+    info = (read_deploy_file(model_dir) or {}).get("Deploy")
+    info = info if isinstance(info, dict) else {}  # load_deploy_info reports bad ones
+    paths = (model_dir / info.get("model", MODEL_FILE),
+             model_dir / info.get("params", PARAMS_FILE))
+    for path in paths:
+        if not path.is_file():
+            raise FileNotFoundError(f"inference model file not found: {path} "
+                                    f"(export a model to {model_dir} first)")
+    return paths
+
+
+def is_weight_only_export(model_dir: str | os.PathLike) -> bool:
+    return is_weight_only((read_deploy_file(model_dir) or {}).get("Quant"))
+
+
+def require_quantized_export(model_dir: str | os.PathLike, asked: str = "int8=True",
+                             fp32_instead: str = "int8=False") -> None:
+    """Refuse an INT8 run of a float export. oneDNN finds no quantized ops in it and runs it
+    in FP32, so whatever is reported as INT8 would be FP32 numbers. An export is quantized
+    when its deploy.yaml has the ``Quant:`` section slim/qat_export.py and slim/ptq.py write,
+    except a weight-only one (``Quant.method: weight_only``): its INT8 weights are
+    dequantized on load and it runs in float. A directory without deploy.yaml (not a segq
+    export) cannot tell and is let through."""
+    content = read_deploy_file(model_dir)
+    if content is None:
+        return
+    if content.get("Quant") is None:
+        raise ValueError(f"{asked} needs a quantized export, but {model_dir} is FP32 (its "
+                         f"{DEPLOY_FILE} has no 'Quant:' section): use {fp32_instead}, or "
+                         f"make an INT8 export with slim/qat_export.py (quantization-aware "
+                         f"training) or slim/ptq.py (post-training quantization)")
+    if is_weight_only(content["Quant"]):
+        raise ValueError(f"{asked} on {model_dir}: a weight-only export runs in float: use "
+                         f"{fp32_instead}")
 
 
 @dataclass(frozen=True)
@@ -52,7 +174,7 @@ def _deploy_path(path: str | os.PathLike) -> Path:
     if path.is_dir():
         path = path / DEPLOY_FILE
     elif path.name != DEPLOY_FILE and path.is_file():
-        # the model files are found through <dir>/deploy.yaml (segq.inference.model_files)
+        # the model files are found through <dir>/deploy.yaml (model_files)
         raise ValueError(f"{path}: expected an export's {DEPLOY_FILE} or its directory")
     if not path.is_file():
         raise FileNotFoundError(f"{DEPLOY_FILE} not found: {path} (export a model with "
@@ -64,11 +186,8 @@ def load_deploy_info(path: str | os.PathLike) -> DeployInfo:
     """``path`` is an export directory or its ``deploy.yaml``; checks the keys a predictor
     reads and that the model files exist."""
     deploy_file = _deploy_path(path)
-    try:
-        content = yaml.safe_load(deploy_file.read_text()) or {}
-    except yaml.YAMLError as e:
-        raise ValueError(f"{deploy_file}: not valid YAML: {yaml_error_line(e)}") from None
-    info = content.get("Deploy") if isinstance(content, dict) else None
+    content = read_deploy_file(deploy_file.parent)
+    info = content.get("Deploy")
     if not isinstance(info, dict):
         raise ValueError(f"{deploy_file}: expected a 'Deploy:' mapping (model, params, "
                          f"transforms), got {type(info).__name__}")

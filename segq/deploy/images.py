@@ -12,9 +12,8 @@ import cv2
 import numpy as np
 
 from ..data.io import read_image
-from ..engine.visualize import IMAGE_SUFFIXES
-from .masks import write_masks
-from .predictor import Prediction
+from .masks import Prediction, write_masks
+from .visualize import IMAGE_SUFFIXES
 
 SKIP_HINT = "--skip_bad skips unreadable images"
 

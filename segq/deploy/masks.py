@@ -3,16 +3,21 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, NamedTuple
 
 import cv2
 import numpy as np
 from PIL import Image
 
-from ..engine.visualize import blend, color_map, colorize
-from .predictor import Prediction
+from .visualize import blend, color_map, colorize
 
 PALETTE_SIZE = 256   # a palette PNG holds 8-bit indices
+
+
+class Prediction(NamedTuple):
+    path: Path | None       # the image file, None for an in-memory image
+    image: np.ndarray       # HxWx3 uint8 RGB as given
+    label_map: np.ndarray   # HxW int32 class ids at the image's size
 
 
 def _stem_for(path: Path | None, index: int, image_root: Path | None) -> Path:

@@ -30,11 +30,9 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-import yaml
 from onnx import helper, numpy_helper
 
-from ..inference import WEIGHT_ONLY, is_weight_only
-from .deploy_file import DeployInfo, load_deploy_info
+from .deploy_file import WEIGHT_ONLY, DeployInfo, is_weight_only, load_deploy_info, set_onnx_file
 
 ONNX_FILE = "model.onnx"
 OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear need 13
@@ -260,15 +258,6 @@ def _paddle2onnx(deploy: DeployInfo, out_file: Path, opset: int) -> onnx.ModelPr
     return onnx.load(str(out_file))
 
 
-def _set_deploy_onnx(deploy_file: Path, onnx_name: str) -> None:
-    content = yaml.safe_load(deploy_file.read_text())
-    content["Deploy"]["onnx"] = onnx_name
-    tmp = deploy_file.with_name(f".{deploy_file.name}.tmp")
-    with open(tmp, "w") as f:
-        yaml.safe_dump(content, f, sort_keys=False)
-    os.replace(tmp, deploy_file)
-
-
 def export_onnx(model_dir: str | os.PathLike, opset: int = OPSET) -> Path:
     """Write ``model_dir/model.onnx`` from the Paddle export in ``model_dir`` (FP32, or a
     QAT export, which becomes a QDQ graph with INT8 weights) and name it in deploy.yaml.
@@ -301,5 +290,5 @@ def export_onnx(model_dir: str | os.PathLike, opset: int = OPSET) -> Path:
         onnx.checker.check_model(model)
         onnx.save(model, str(tmp_file))
         os.replace(tmp_file, target)
-    _set_deploy_onnx(deploy.deploy_file, ONNX_FILE)
+    set_onnx_file(deploy.model_dir, ONNX_FILE)
     return target

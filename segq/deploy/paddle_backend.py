@@ -14,10 +14,9 @@ from typing import Any, Callable
 import numpy as np
 from paddle.inference import Config, PrecisionType, create_predictor, get_trt_compile_version
 
-from ..inference import PaddleInferenceModel, is_weight_only, run_predictor
-from .backend import Backend
-from .deploy_file import DeployInfo
+from .deploy_file import DeployInfo, is_weight_only
 from .options import PredictorOptions
+from .paddle_inference import PaddleInferenceModel, run_predictor
 
 TRT_PRECISION = {"fp32": PrecisionType.Float32, "fp16": PrecisionType.Half,
                  "int8": PrecisionType.Int8}
@@ -131,7 +130,8 @@ class PaddleTensorRTModel:
         return self._runner.run(batch)
 
 
-def paddle_backend(deploy: DeployInfo, options: PredictorOptions) -> Backend:
+def paddle_backend(deploy: DeployInfo, options: PredictorOptions
+                   ) -> PaddleTensorRTModel | PaddleInferenceModel:
     """The Paddle Inference backend ``options`` ask for."""
     if options.device == "gpu":
         return PaddleTensorRTModel(deploy, options)

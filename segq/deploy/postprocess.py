@@ -3,11 +3,10 @@ from __future__ import annotations
 
 from typing import Iterable
 
-import cv2
 import numpy as np
 import paddle
 
-from ..engine.predict import restore_original_size
+from ..data.trans_info import restore_label_map, restore_original_size
 
 
 def label_map(output: np.ndarray, trans_info: Iterable | None = None) -> np.ndarray:
@@ -22,12 +21,4 @@ def label_map(output: np.ndarray, trans_info: Iterable | None = None) -> np.ndar
     if output.ndim != 2:
         raise ValueError(f"one image's output must be [H, W] class ids or [C, H, W] scores, "
                          f"got shape {output.shape}")
-    pred = output.astype(np.int32)
-    for op, (h, w) in reversed(list(trans_info or [])):
-        if op == "resize":
-            pred = cv2.resize(pred, (int(w), int(h)), interpolation=cv2.INTER_NEAREST)
-        elif op == "padding":
-            pred = pred[:int(h), :int(w)]
-        else:
-            raise ValueError(f"unknown trans_info op '{op}' (expected resize or padding)")
-    return pred
+    return restore_label_map(output, trans_info)

@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Hashable, Iterable, Iterator, NamedTuple, Sequence, TypeVar
+from typing import Callable, Hashable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
 from ..data.transforms import build_transforms, transform_image
-from ..inference import is_weight_only, require_quantized_export
 from .backend import Backend, create_backend
-from .deploy_file import DeployInfo, load_deploy_info
+from .deploy_file import DeployInfo, is_weight_only, load_deploy_info, require_quantized_export
+from .masks import Prediction
 from .options import PredictorOptions
 from .postprocess import label_map
 
 T = TypeVar("T")
-
-
-class Prediction(NamedTuple):
-    path: Path | None       # the image file, None for an in-memory image
-    image: np.ndarray       # HxWx3 uint8 RGB as given
-    label_map: np.ndarray   # HxW int32 class ids at the image's size
 
 
 def same_shape_batches(items: Iterable[T], shape_of: Callable[[T], Hashable],

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..inference import model_files
+from .deploy_file import model_files
 
 POST_WEIGHT_TYPES = ("post_weight_abs_max", "post_weight_channel_wise_abs_max")
 SCALE_SUFFIX = "_quant_scale"

@@ -12,8 +12,9 @@ import paddle
 from tqdm import tqdm
 
 from ..config import TestConfig
+from ..data.trans_info import restore_original_size
 from ..metrics import EvalResult, confusion_matrix
-from .predict import infer_logits, restore_original_size
+from .predict import infer_logits
 
 
 def evaluate_with(predict_fn: Callable[[dict], np.ndarray], dataset, num_workers: int = 0,
@@ -35,7 +36,7 @@ def evaluate_with(predict_fn: Callable[[dict], np.ndarray], dataset, num_workers
     return EvalResult.from_confusion(confusion, n)
 
 
-def dygraph_predictor(model: paddle.nn.Layer, test_cfg: TestConfig | None = None):
+def dygraph_label_fn(model: paddle.nn.Layer, test_cfg: TestConfig | None = None):
     """``sample -> label map`` for a dygraph model, mapped back to the original size."""
 
     @paddle.no_grad()
@@ -53,6 +54,6 @@ def evaluate(model: paddle.nn.Layer, dataset, test_cfg: TestConfig | None = None
     was_training = model.training
     model.eval()
     try:
-        return evaluate_with(dygraph_predictor(model, test_cfg), dataset, num_workers, progress)
+        return evaluate_with(dygraph_label_fn(model, test_cfg), dataset, num_workers, progress)
     finally:
         model.train(was_training)

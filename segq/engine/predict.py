@@ -1,6 +1,5 @@
-"""Dygraph inference for evaluation and prediction: plain, multi-scale/flip, sliding window,
-and mapping logits back through the val transforms to the original image size; the
-prediction of image files for predict.py."""
+"""Dygraph inference for evaluation: plain, multi-scale/flip and sliding window
+(mapping the logits back to the original image size is :mod:`segq.data.trans_info`)."""
 from __future__ import annotations
 
 import paddle
@@ -64,39 +63,3 @@ def infer_logits(model: paddle.nn.Layer, x: paddle.Tensor,
             prob = F.softmax(logit, axis=1)
             total = prob if total is None else total + prob
     return total
-
-
-def restore_original_size(logits: paddle.Tensor, trans_info) -> paddle.Tensor:
-    """Undo ``Resize``/``Padding`` recorded in ``trans_info`` (innermost first)."""
-    for op, (h, w) in reversed(list(trans_info or [])):
-        if op == "resize":
-            logits = F.interpolate(logits, [int(h), int(w)], mode="bilinear",
-                                   align_corners=False)
-        elif op == "padding":
-            logits = logits[:, :, :int(h), :int(w)]
-        else:
-            raise ValueError(f"unknown trans_info op '{op}' (expected resize or padding)")
-    return logits
-
-
-def dygraph_file_predictor(cfg, model_path: str | None):
-    """``predict_files(paths, skipped=None) -> Predictions``, as
-    :meth:`segq.deploy.Predictor.predict_files` but with the config's dygraph model
-    (``model_path`` weights) and test settings, preprocessing with the deploy transforms, so
-    predict.py and deploy/python/infer.py read, skip and write images the same way."""
-    from ..data.transforms import build_transforms, transform_image
-    from ..deploy.images import read_images
-    from ..deploy.predictor import Prediction
-    from .evaluator import dygraph_predictor
-    from .workflows import build_model_for, deploy_transforms
-
-    model = build_model_for(cfg, model_path)
-    model.eval()
-    predict = dygraph_predictor(model, cfg.test_config)
-    transforms = build_transforms(deploy_transforms(cfg))
-
-    def predict_files(paths, skipped=None):
-        for path, rgb in read_images(paths, skipped):
-            yield Prediction(path, rgb, predict(transform_image(transforms, rgb, str(path))))
-
-    return predict_files

@@ -1,4 +1,4 @@
-"""The FP32 workflows behind the CLI scripts: train, evaluate, predict, export.
+"""The training workflows behind the CLI scripts: train and evaluate a dygraph model.
 
 Each takes a validated config plus a small options object and returns a result; none
 parses arguments or exits.
@@ -6,8 +6,6 @@ parses arguments or exits.
 from __future__ import annotations
 
 import logging
-import os
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +13,9 @@ from pathlib import Path
 import paddle
 
 from .. import builders
-from ..checkpoint import TrainState, load_weights, resume_checkpoint, seed_everything
+from ..checkpoint import TrainState, resume_checkpoint, seed_everything
 from ..config import SegConfig, dump_config
-from ..cpu_runtime import cpuinfo_field
+from ..cpu_runtime import paddle_threads, run_environment
 from ..metrics import EvalResult
 from .evaluator import evaluate
 from .hooks import CheckpointHook, LoggerHook, LrSchedulerHook
@@ -39,8 +37,12 @@ class TrainOptions:
     use_vdl: bool = False
     seed: int = 0
     overwrite: bool = False            # replace the run already in save_dir
+    quantize: bool = False             # QAT: fake quant from the config's quant section
 
     def __post_init__(self):
+        if self.quantize and not self.model_path and not self.resume_model:
+            raise ValueError("QAT fine-tunes a trained FP32 model: give --model_path "
+                             "(or --resume_model to continue a QAT run)")
         for name, low in (("save_interval", 1), ("keep_checkpoint_max", 1), ("log_iters", 1),
                           ("num_workers", 0), ("seed", 0)):
             value = getattr(self, name)
@@ -55,20 +57,9 @@ def _distributed() -> tuple[int, int]:
     return paddle.distributed.get_rank(), world
 
 
-def build_model_for(cfg: SegConfig, weights: str | None = None) -> paddle.nn.Layer:
-    """Build the config's model and, if given, load ``weights`` strictly."""
-    model = builders.build_model(cfg.model, builders.num_classes_of(cfg))
-    if weights:
-        load_weights(model, weights, strict=True)
-    return model
-
-
-def train(cfg: SegConfig, opts: TrainOptions, model: paddle.nn.Layer | None = None,
-          extra_hooks=(), wrap_loss=None) -> TrainState:
-    """Train ``model`` (default: the config's, from ``opts.model_path`` if given).
-
-    ``wrap_loss`` maps the config's loss ``fn(logits, label, img) -> (loss, terms)`` to the
-    one trained with (QAT adds distillation that way)."""
+def train(cfg: SegConfig, opts: TrainOptions, extra_hooks=()) -> TrainState:
+    """Train the config's model from ``opts.model_path`` (with ``opts.quantize``, its
+    fake-quant model: QAT); ``extra_hooks`` run between the lr and checkpoint hooks."""
     from ..config.validate import recipe_warnings
     from ..data.check import check_files_exist
     from ..data.loader import build_train_loader
@@ -83,7 +74,10 @@ def train(cfg: SegConfig, opts: TrainOptions, model: paddle.nn.Layer | None = No
         logger.warning(warning)
     # Everything is built and checked before the first file is written, so a run that
     # fails on its config, data or weights leaves save_dir as it found it.
-    model = model if model is not None else build_model_for(cfg, opts.model_path)
+    # a resumed run's weights come from its checkpoint
+    weights = None if opts.resume_model else opts.model_path
+    model = builders.build_train_model(cfg, weights, opts.quantize)
+    loss_fn = builders.build_train_loss(cfg, opts.quantize, teacher_weights=opts.model_path)
     scheduler = builders.build_lr_scheduler(cfg.lr_scheduler, cfg.iters)
     optimizer = builders.build_optimizer(cfg.optimizer, model, scheduler)
     state = TrainState(extra=run_environment())
@@ -119,9 +113,6 @@ def train(cfg: SegConfig, opts: TrainOptions, model: paddle.nn.Layer | None = No
              *extra_hooks,
              CheckpointHook(save_dir, opts.save_interval, evaluate_fn, opts.keep_checkpoint_max,
                             writer)]
-    loss_fn = builders.MultiOutputLoss(cfg.loss)
-    if wrap_loss is not None:
-        loss_fn = wrap_loss(loss_fn)
     trainer = Trainer(net, optimizer, loss_fn, batches, cfg.iters, hooks, state,
                       is_main=rank == 0, freeze_bn_stats=cfg.freeze_bn_stats,
                       started_at=started_at)
@@ -162,23 +153,6 @@ def _lr_at(cfg: SegConfig, iters: int, iteration: int) -> float:
     return float(scheduler.get_lr())
 
 
-def paddle_threads() -> str:
-    return os.environ.get("OMP_NUM_THREADS", "unset")
-
-
-def cpu_model() -> str:
-    return cpuinfo_field("model name") or platform.processor() or platform.machine()
-
-
-def run_environment() -> dict:
-    """What a timing depends on, recorded with every run."""
-    env = {"cpu": cpu_model(), "cores": os.cpu_count(), "omp_threads": paddle_threads(),
-           "paddle": paddle.__version__}
-    if "MKL_DEBUG_CPU_TYPE" in os.environ:  # set on AMD CPUs by segq.cpu_runtime
-        env["mkl_cpu_type"] = os.environ["MKL_DEBUG_CPU_TYPE"]
-    return env
-
-
 def evaluate_model(cfg: SegConfig, model: paddle.nn.Layer, num_workers: int = 0,
                    result_json: str | None = None) -> EvalResult:
     """Score a dygraph model on the config's val set; optionally write the JSON."""
@@ -191,71 +165,5 @@ def evaluate_model(cfg: SegConfig, model: paddle.nn.Layer, num_workers: int = 0,
 
 def evaluate_checkpoint(cfg: SegConfig, model_path: str | None, num_workers: int = 0,
                         result_json: str | None = None) -> EvalResult:
-    return evaluate_model(cfg, build_model_for(cfg, model_path), num_workers, result_json)
-
-
-def deploy_transforms(cfg: SegConfig) -> list[dict]:
-    """Preprocessing for deploy.yaml: ``export.transforms``, else the val dataset's."""
-    if cfg.export.transforms is not None:
-        return [t.to_dict() for t in cfg.export.transforms]
-    if cfg.val_dataset is not None:
-        return list(cfg.val_dataset.kwargs().get("transforms", []))
-    return [{"type": "Normalize"}]
-
-
-def export_model(cfg: SegConfig, model: paddle.nn.Layer, save_dir: str,
-                 input_shape: list[int] | None = None, with_softmax: bool = False,
-                 without_argmax: bool = False, **save_options) -> Path:
-    """Export ``model`` with the config's deploy transforms and write the resolved config
-    beside it; ``save_options`` (``saver``, ``extra_info``, ``argmax_before_resize``) go to
-    ``export_inference_model``."""
-    from ..export import export_inference_model
-
-    out = export_inference_model(model, save_dir, input_shape=input_shape,
-                                 with_softmax=with_softmax, without_argmax=without_argmax,
-                                 deploy_transforms=deploy_transforms(cfg), **save_options)
-    dump_config(cfg, Path(out) / "config.yml")
-    return Path(out)
-
-
-def export(cfg: SegConfig, model_path: str | None, save_dir: str,
-           input_shape: list[int] | None = None, with_softmax: bool = False,
-           without_argmax: bool = False, argmax_before_resize: bool = False) -> Path:
-    return export_model(cfg, build_model_for(cfg, model_path), save_dir, input_shape,
-                        with_softmax, without_argmax,
-                        argmax_before_resize=argmax_before_resize)
-
-
-def inference_model_predictor(runner):
-    """``sample -> label map`` for an exported model run by ``runner.run(batch)``; handles
-    argmax outputs (``[N, H, W]``) and logits/probabilities (``[N, C, H, W]``)."""
-    from ..deploy.postprocess import label_map
-
-    def predict(sample: dict):
-        out = runner.run(sample["img"][None])
-        return label_map(out[0], sample.get("trans_info"))
-
-    return predict
-
-
-def evaluate_runner(cfg: SegConfig, runner, num_workers: int = 0,
-                    result_json: str | None = None) -> EvalResult:
-    """mIoU on the val dataset of an exported model run by ``runner.run(batch)``."""
-    from .evaluator import evaluate_with
-
-    dataset = builders.build_dataset(cfg.val_dataset, "val_dataset")
-    result = evaluate_with(inference_model_predictor(runner), dataset, num_workers)
-    if result_json:
-        result.write_json(result_json)
-    return result
-
-
-def evaluate_inference_model(cfg: SegConfig, model_dir: str, int8: bool = False,
-                             cpu_threads: int = 2, num_workers: int = 0,
-                             result_json: str | None = None) -> EvalResult:
-    """mIoU of an exported model under Paddle Inference (oneDNN) on the val dataset."""
-    from ..inference import PaddleInferenceModel
-
-    runner = PaddleInferenceModel(model_dir, use_mkldnn=True, cpu_threads=cpu_threads,
-                                  int8=int8)
-    return evaluate_runner(cfg, runner, num_workers, result_json)
+    return evaluate_model(cfg, builders.build_model_for(cfg, model_path), num_workers,
+                          result_json)

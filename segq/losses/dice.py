@@ -1,7 +1,6 @@
 """Soft Dice loss over softmax probabilities."""
 from __future__ import annotations
 
-import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 

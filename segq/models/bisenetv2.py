@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import paddle
 import paddle.nn as nn
-import paddle.nn.functional as F
 
 from segq.models import layers
 from segq.registry import MODELS

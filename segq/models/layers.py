@@ -35,11 +35,9 @@ def max_over_channels(x: paddle.Tensor) -> paddle.Tensor:
     """``paddle.max(x, axis=1, keepdim=True)`` of an NCHW tensor; in dygraph ``topk(k=1)``.
 
     Same values and, without ties, the same gradient, but in Paddle 3.3.1 the backward of
-    ``paddle.max``/``paddle.amax`` along the channel axis is pathologically slow on CPU:
-    forward + backward of [2, 128, 60, 60] took 2.7 s against 16 ms with ``topk``
-    (OMP_NUM_THREADS=1). Exports need no backward and take ``reduce_max``: under Paddle
-    Inference ``top_k_v2``'s channel-strided kernel took 5.3 ms of a PP-LiteSeg-T INT8 run
-    (13%, 2 threads, 360x480).
+    ``paddle.max``/``paddle.amax`` along the channel axis is pathologically slow on CPU.
+    Exports need no backward and take ``reduce_max``, whose inference kernel is faster than
+    ``top_k_v2``'s (figures: docs/design-notes.md).
     """
     if paddle.in_dynamic_mode():
         return paddle.topk(x, k=1, axis=1)[0]

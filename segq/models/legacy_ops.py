@@ -65,10 +65,8 @@ _ARG_MAX_INT32 = 2
 def argmax(x: paddle.Tensor, axis: int) -> paddle.Tensor:
     """``paddle.argmax(x, axis, dtype="int32")`` (first index of the maximum, axis dropped);
     under the legacy exporter the old ``arg_max`` op.
-
-    Exported label maps used ``topk(k=1)`` before: exact too, but its channel-strided kernel
-    took 20 ms on [1, 11, 360, 480] logits under Paddle Inference against 2.9 ms for
-    ``arg_max`` (2 threads), a quarter of an INT8 DeepLabV3+ R18's latency."""
+    (not ``topk(k=1)``, whose channel-strided inference kernel is several times slower:
+    docs/design-notes.md)."""
     if not tracing_legacy_program():
         return paddle.argmax(x, axis=axis, dtype="int32")
     return _append_op("arg_max", {"X": [x]},

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import paddle
 
-from ..inference import model_files
+from ..deploy.deploy_file import model_files
 
 WEIGHT_SLOTS = {"conv2d": ("Filter", "Input"), "depthwise_conv2d": ("Filter", "Input"),
                 "conv2d_transpose": ("Filter", "Input"), "matmul_v2": ("Y", "X"),

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import QuantConfig, SegConfig
+from ..deploy.export import ExportOptions, ModelWriter
 from .calibration import CalibrationSet, CalibrationSource, load_calibration_set
 
 logger = logging.getLogger("segq")
@@ -43,9 +44,7 @@ class PTQOptions:
     weight_only: bool = False          # INT8 weights, float inference
     weight_bits: int = 8               # with weight_only
     batch_size: int = 8
-    input_shape: list[int] | None = None   # [N, C, H, W] of the export (-1: dynamic)
-    with_softmax: bool = False         # the export's output op, as export.py's flags
-    without_argmax: bool = False
+    export: ExportOptions = ExportOptions()   # input shape and output op of the exports
     source: CalibrationSource = field(default_factory=CalibrationSource)
 
     def algos(self) -> list[str]:
@@ -127,12 +126,13 @@ def _quant_section(quant: QuantConfig, opts: PTQOptions, name: str, skipped: lis
     return section
 
 
-def _copy_saver(src: Path):
-    """An export ``Saver`` that writes the already quantized program from ``src``."""
+def copy_writer(src: Path, quant_section: dict) -> ModelWriter:
+    """An export ``ModelWriter`` that writes the program PaddleSlim already quantized into
+    ``src`` and the ``Quant`` section describing it."""
     def save(layer, path_prefix: Path, input_shape) -> None:
         for suffix in (".pdmodel", ".pdiparams"):
             shutil.copyfile(src / f"model{suffix}", f"{path_prefix}{suffix}")
-    return save
+    return ModelWriter(save=save, sections={"Quant": quant_section})
 
 
 def _dir_size(path: Path) -> int:
@@ -142,9 +142,9 @@ def _dir_size(path: Path) -> int:
 def ptq(cfg: SegConfig, fp32_weights: str, opts: PTQOptions) -> list[PTQResult]:
     """Quantize the config's model from ``fp32_weights`` after training; returns one result
     per algorithm (one directory each under ``save_dir`` with ``--algo all``)."""
-    from ..engine.workflows import build_model_for, deploy_transforms, export_model
+    from ..builders import build_model_for, quant_config_of
+    from ..deploy.workflows import deploy_transforms, export_model
     from .paddleslim_adapter import quantize_post_training, quantize_weights_only
-    from .qat import quant_config_of
     from .select import select_skipped
 
     if not fp32_weights:
@@ -164,8 +164,7 @@ def ptq(cfg: SegConfig, fp32_weights: str, opts: PTQOptions) -> list[PTQResult]:
     work = save_dir.with_name(save_dir.name + ".tmp")
     shutil.rmtree(work, ignore_errors=True)
     try:
-        fp32_dir = export_model(cfg, model, str(work / "fp32"), opts.input_shape,
-                                opts.with_softmax, opts.without_argmax)
+        fp32_dir = export_model(cfg, model, str(work / "fp32"), opts.export)
         names = ["weight_only"] if opts.weight_only else opts.algos()
         results = []
         for name in names:
@@ -182,10 +181,8 @@ def ptq(cfg: SegConfig, fp32_weights: str, opts: PTQOptions) -> list[PTQResult]:
                     opts.bias_correction, skip_tensors=skipped_weight_names(model, skipped))
             seconds = time.perf_counter() - t0
             out = work / name
-            export_model(cfg, model, str(out), opts.input_shape, opts.with_softmax,
-                         opts.without_argmax, saver=_copy_saver(raw),
-                         extra_info={"Quant": _quant_section(quant, opts, name, skipped, calib,
-                                                             seconds)})
+            section = _quant_section(quant, opts, name, skipped, calib, seconds)
+            export_model(cfg, model, str(out), opts.export, copy_writer(raw, section))
             shutil.rmtree(raw)
             results.append(PTQResult(name, out, seconds, len(calib) if calib else 0,
                                      _dir_size(out)))
@@ -205,7 +202,7 @@ def write_comparison(cfg: SegConfig, results: list[PTQResult], save_dir: Path) -
     import dataclasses
     import json
 
-    from ..engine.workflows import evaluate_inference_model
+    from ..deploy.workflows import evaluate_inference_model
 
     if cfg.val_dataset is not None:
         for r in results:

@@ -19,7 +19,7 @@ from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, 
                                       QuantType, quantize_static)
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from ..benchmark import files_size_mb
+from .latency import files_size_mb
 
 __all__ = ["model_size_mb", "nncf_quantize", "ort_quantize_static"]
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from ..config import SegConfig
-from .calibration import CalibrationSource
-from .ptq import PTQOptions, ptq
+from ..deploy.export import ExportOptions
+from ..quant.calibration import CalibrationSource
+from ..quant.ptq import PTQOptions, ptq
 
 logger = logging.getLogger("segq")
 
@@ -49,12 +50,12 @@ class StudyOptions:
 
 def _measure(cfg: SegConfig, name: str, model_dir: Path, int8: bool, opts: StudyOptions,
              **extra) -> StudyRow:
-    from ..benchmark import files_size_mb, measure_latency
-    from ..engine.workflows import evaluate_runner
-    from ..inference import PaddleInferenceModel
+    from ..deploy.paddle_inference import PaddleInferenceModel
+    from ..deploy.workflows import evaluate_backend
+    from .latency import files_size_mb, measure_latency
 
     runner = PaddleInferenceModel(str(model_dir), cpu_threads=opts.cpu_threads, int8=int8)
-    result = evaluate_runner(cfg, runner)
+    result = evaluate_backend(cfg, runner)
     batch = np.random.default_rng(0).standard_normal(opts.input_shape).astype("float32")
     lat = measure_latency(runner.run, batch, warmup=5, runs=opts.latency_runs)
     size = files_size_mb(Path(model_dir) / f for f in ("model.pdmodel", "model.pdiparams"))
@@ -75,13 +76,16 @@ def _ptq_rows(cfg, fp32_weights, opts: StudyOptions, tag: str, ptq_opts: PTQOpti
 
 
 def run_study(cfg: SegConfig, fp32_weights: str, opts: StudyOptions) -> list[StudyRow]:
-    from ..engine.workflows import build_model_for, export_model
+    from ..builders import build_model_for
+    from ..deploy.workflows import export_model
 
     save = Path(opts.save_dir)
     shape = [-1, *opts.input_shape[1:]]
-    fp32_dir = export_model(cfg, build_model_for(cfg, fp32_weights), str(save / "fp32"), shape)
+    fp32_dir = export_model(cfg, build_model_for(cfg, fp32_weights), str(save / "fp32"),
+                            ExportOptions(input_shape=shape))
     rows = [_measure(cfg, "FP32", fp32_dir, False, opts)]
-    base = PTQOptions(save_dir="", batch_size=opts.batch_size, input_shape=shape,
+    base = PTQOptions(save_dir="", batch_size=opts.batch_size,
+                      export=ExportOptions(input_shape=shape),
                       source=CalibrationSource(calib_num=opts.calib_num))
     algo_rows = _ptq_rows(cfg, fp32_weights, opts, "PTQ ",
                           replace(base, save_dir=str(save / "ptq_all"), algo="all"))
@@ -112,8 +116,8 @@ def study_markdown(rows: list[StudyRow], title: str, command: str, env: dict,
              f"- machine: {env.get('cpu')}, {env.get('cores')} cores, paddle "
              f"{env.get('paddle')}; Paddle Inference oneDNN, {opts.cpu_threads} threads, "
              f"latency input {opts.input_shape} (median and p90 of {opts.latency_runs} runs)",
-             f"- calibration: the config's train split through the deploy transforms; "
-             f"mIoU on the val split", "",
+             "- calibration: the config's train split through the deploy transforms; "
+             "mIoU on the val split", "",
              "| model | runs as | val mIoU | vs FP32 | median ms | p90 ms | speed-up | MB "
              "| calib images | calib s |",
              "|---|---|---|---|---|---|---|---|---|---|"]

@@ -22,21 +22,18 @@ import inspect
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
-import yaml
 
-from .models import legacy_ops
-from .models.layers import spatial_size
-
-MODEL_FILE = "model.pdmodel"
-PARAMS_FILE = "model.pdiparams"
-DEPLOY_FILE = "deploy.yaml"
-OUTPUT_OPS = ("argmax", "softmax", "none")
+from ..models import legacy_ops
+from ..models.layers import spatial_size
+from .deploy_file import (DEPLOY_FILE, MODEL_FILE, OUTPUT_OPS, PARAMS_FILE, deploy_section,
+                          write_deploy_file)
 
 
 def argmax_channels(x: paddle.Tensor) -> paddle.Tensor:
@@ -138,8 +135,8 @@ def resolved_transform(spec: dict) -> dict:
     """``spec`` with every argument it leaves out set to the registered transform's default,
     so deploy.yaml states the values the model was trained with (a bare ``Normalize`` would
     make tools outside segq guess its mean and std)."""
-    from .data import transforms as _registers_transforms  # noqa: F401
-    from .registry import TRANSFORMS
+    from ..data import transforms as _registers_transforms  # noqa: F401
+    from ..registry import TRANSFORMS
 
     if "type" not in spec:
         raise ValueError(f"each deploy transform needs a 'type' key, got {spec}")
@@ -153,18 +150,10 @@ def resolved_transform(spec: dict) -> dict:
 def deploy_info(input_shape: Sequence[int], output_op: str,
                 transforms: list[dict] | None = None,
                 argmax_before_resize: bool = False) -> dict[str, Any]:
-    """The ``deploy.yaml`` content PaddleSeg's and FastDeploy's predictors read (dynamic dims
-    are -1, which FastDeploy expects); other tools' sections go beside ``Deploy``."""
+    """The ``deploy.yaml`` content of a new export, its transforms resolved
+    (:func:`resolved_transform`); other tools' sections go beside ``Deploy``."""
     transforms = [resolved_transform(dict(t)) for t in (transforms or [])]
-    return {"Deploy": {
-        "model": MODEL_FILE,
-        "params": PARAMS_FILE,
-        "transforms": transforms,
-        "input_shape": list(input_shape),
-        "output_op": output_op,
-        "output_dtype": "int32" if output_op == "argmax" else "float32",
-        **({"argmax_before_resize": True} if argmax_before_resize else {}),
-    }}
+    return {"Deploy": deploy_section(input_shape, output_op, transforms, argmax_before_resize)}
 
 
 def _publish(tmp_dir: Path, save_dir: Path) -> None:
@@ -181,42 +170,66 @@ def _publish(tmp_dir: Path, save_dir: Path) -> None:
     shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class ExportOptions:
+    """What an export produces (PaddleSeg's export flags).
+
+    Args:
+        input_shape: ``[N, C, H, W]``, -1 (or ``None``) for a dynamic dim; default dynamic.
+        with_softmax: probabilities instead of logits when ``without_argmax``.
+        without_argmax: scores ``[N, C, H, W]`` instead of the label map ``[N, H, W]``.
+        argmax_before_resize: see the module doc.
+    """
+
+    input_shape: Sequence[int | None] | None = None
+    with_softmax: bool = False
+    without_argmax: bool = False
+    argmax_before_resize: bool = False
+
+    @property
+    def output_op(self) -> str:
+        return output_op_for(self.with_softmax, self.without_argmax)
+
+
+@dataclass(frozen=True)
+class ModelWriter:
+    """How an export's model files are written and which sections deploy.yaml gets beside
+    ``Deploy``: a float export's (the default), a QAT export's (Paddle's quantized saver and a
+    ``Quant`` section), or a PTQ export's (copies of PaddleSlim's quantized program)."""
+
+    save: Saver = save_legacy_inference_model
+    sections: dict[str, Any] = field(default_factory=dict)
+
+
 def export_inference_model(model: nn.Layer, save_dir: str | os.PathLike,
-                           input_shape: Sequence[int | None] | None = None,
-                           with_softmax: bool = False, without_argmax: bool = False,
+                           options: ExportOptions = ExportOptions(),
                            deploy_transforms: list[dict] | None = None,
-                           saver: Saver = save_legacy_inference_model,
-                           extra_info: dict[str, Any] | None = None,
-                           argmax_before_resize: bool = False) -> Path:
+                           writer: ModelWriter = ModelWriter()) -> Path:
     """Export ``model`` to ``save_dir`` as ``model.pdmodel``/``model.pdiparams`` (legacy
     format) plus ``deploy.yaml``; returns ``save_dir`` as a Path.
-
-    ``saver`` writes the model files (the quantized export passes Paddle's quantized saver);
-    ``extra_info`` adds top-level sections to ``deploy.yaml`` beside ``Deploy``.
 
     The model is traced in eval mode and put back into the mode it was in. Files are written
     to a temporary sibling directory first, so an interrupted export leaves ``save_dir`` as
     it was.
     """
     save_dir = Path(save_dir)
-    shape = normalize_input_shape(input_shape, getattr(model, "in_channels", 3))
-    output_op = output_op_for(with_softmax, without_argmax)
-    info = {**deploy_info(shape, output_op, deploy_transforms, argmax_before_resize),
-            **(extra_info or {})}
+    shape = normalize_input_shape(options.input_shape, getattr(model, "in_channels", 3))
+    output_op = options.output_op
+    info = {**deploy_info(shape, output_op, deploy_transforms, options.argmax_before_resize),
+            **writer.sections}
 
     save_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{save_dir.name}.tmp-", dir=save_dir.parent))
     os.chmod(tmp_dir, 0o755)  # mkdtemp's 0700 would survive the rename
     was_training = model.training
     try:
-        wrapper = InferenceWrapper(model, output_op, argmax_before_resize)
+        wrapper = InferenceWrapper(model, output_op, options.argmax_before_resize)
         wrapper.eval()
-        saver(wrapper, tmp_dir / Path(MODEL_FILE).stem, shape)
+        writer.save(wrapper, tmp_dir / Path(MODEL_FILE).stem, shape)
         for name in (MODEL_FILE, PARAMS_FILE):
             if not (tmp_dir / name).is_file() or (tmp_dir / name).stat().st_size == 0:
                 raise RuntimeError(f"paddle.jit.save wrote no {name} in {tmp_dir}")
-        with open(tmp_dir / DEPLOY_FILE, "w") as f:
-            yaml.safe_dump(info, f, sort_keys=False)
+        write_deploy_file(tmp_dir / DEPLOY_FILE, info)
         _publish(tmp_dir, save_dir)
     finally:
         shutil.rmtree(tmp_dir, ignore_errors=True)

@@ -11,12 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..builders import build_model_for
 from ..checkpoint import iteration_checkpoints
 from ..config import SegConfig
-from ..engine.workflows import (build_model_for, evaluate_model, evaluate_runner,
-                                export_model, run_environment)
-from ..export import MODEL_FILE, PARAMS_FILE
-from .qat import export_qat_model, qat_model_for
+from ..cpu_runtime import run_environment
+from ..deploy.deploy_file import MODEL_FILE, PARAMS_FILE
+from ..deploy.workflows import evaluate_backend, export_model
+from ..engine.workflows import evaluate_model
+from ..quant.qat import build_qat_model, export_qat_model
 
 logger = logging.getLogger("segq")
 
@@ -38,14 +40,14 @@ def compare_fp32_int8(cfg: SegConfig, fp32_weights: str, qat_weights: str, work_
                       latency_runs: int = 50) -> list[CompareRow]:
     """Evaluate and time FP32 and INT8 side by side; exports go to ``work_dir/fp32_infer``
     and ``work_dir/int8_infer``. ``input_shape`` ``[1, C, H, W]`` is the latency input."""
-    from ..benchmark import files_size_mb, measure_latency
-    from ..inference import PaddleInferenceModel
+    from ..deploy.paddle_inference import PaddleInferenceModel
+    from .latency import files_size_mb, measure_latency
 
     work = Path(work_dir)
     name = cfg.model.type
     # each model is built once, evaluated in dygraph, then exported
     fp32_model = build_model_for(cfg, fp32_weights)
-    qat = qat_model_for(cfg, qat_weights=qat_weights)
+    qat = build_qat_model(cfg, qat_weights=qat_weights)
     logger.info("FP32 dygraph evaluation")
     fp32 = evaluate_model(cfg, fp32_model, num_workers)
     logger.info("QAT (fake quant) dygraph evaluation")
@@ -58,7 +60,7 @@ def compare_fp32_int8(cfg: SegConfig, fp32_weights: str, qat_weights: str, work_
         int8 = precision == "int8"
         logger.info(f"Paddle Inference oneDNN {precision} evaluation and latency")
         runner = PaddleInferenceModel(model_dir, cpu_threads=cpu_threads, int8=int8)
-        deployed[precision] = (evaluate_runner(cfg, runner, num_workers),
+        deployed[precision] = (evaluate_backend(cfg, runner, num_workers),
                                measure_latency(runner.run, batch, runs=latency_runs),
                                files_size_mb(Path(model_dir) / f
                                              for f in (MODEL_FILE, PARAMS_FILE)))
@@ -119,3 +121,12 @@ def qat_run_summary(qat_weights: str | Path) -> str | None:
     return (f"QAT: {last['iteration']} iterations (checkpoint at iter {best['iteration']}), "
             f"wall time {wall / 60:.1f} min including evaluations" if wall else
             f"QAT: {last['iteration']} iterations (checkpoint at iter {best['iteration']})")
+
+
+def compare_section(title: str, command: str, qat_weights: str | Path, table: str) -> str:
+    """The Markdown section of one comparison: title, the command, the QAT run, the table."""
+    summary = qat_run_summary(qat_weights)
+    lines = [f"## {title}", "", f"- table written by: `{command}`"]
+    if summary:
+        lines.append(f"- {summary}")
+    return "\n".join(lines) + "\n\n" + table

@@ -61,7 +61,8 @@ def profile_paddle(model_dir: str | os.PathLike, batch: np.ndarray, int8: bool,
                    cpu_threads: int, runs: int) -> list[OpTime]:
     from paddle.inference import Config, create_predictor
 
-    from ..inference import INT8_OPS, model_files, require_quantized_export, run_predictor
+    from ..deploy.deploy_file import model_files, require_quantized_export
+    from ..deploy.paddle_inference import INT8_OPS, run_predictor
 
     if int8:
         require_quantized_export(model_dir)
@@ -120,6 +121,6 @@ def profile_markdown(title: str, ops: list[OpTime], top: int = 12) -> str:
 
 
 def onnx_file_of(model_dir: str | os.PathLike) -> Path:
-    from .deploy_file import load_deploy_info
+    from ..deploy.deploy_file import load_deploy_info
 
     return load_deploy_info(model_dir).require_onnx_file("the OpenVINO profile")

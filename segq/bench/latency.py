@@ -2,8 +2,8 @@
 deployment benchmark."""
 from __future__ import annotations
 
-import statistics
 import os
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path

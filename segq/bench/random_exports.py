@@ -14,6 +14,7 @@ import numpy as np
 import paddle
 
 from ..config import SegConfig
+from ..deploy.export import ExportOptions
 
 CALIBRATION_SHAPE = [2, 3, 240, 240]
 EXPORT_NAMES = ("fp32", "int8", "int8_fast")
@@ -34,20 +35,24 @@ def random_weight_exports(cfg: SegConfig, save_dir: str | os.PathLike,
     """Write ``save_dir/fp32`` (FP32), ``save_dir/int8`` (QAT INT8) and ``save_dir/int8_fast``
     (INT8 with ``argmax_before_resize``) exports of the config's network with random weights
     at ``input_shape``; returns {name: export dir}."""
-    from ..engine.workflows import build_model_for, export_model
+    from ..builders import build_model_for, quant_config_of
+    from ..deploy.workflows import export_model
     from ..quant.paddleslim_adapter import prepare_qat
-    from ..quant.qat import export_qat_model, observe_activation_ranges, quant_config_of
+    from ..quant.qat import export_qat_model, observe_activation_ranges
 
     paddle.seed(seed)
     save_dir = Path(save_dir)
     model = build_model_for(cfg)
     settle_batchnorm(model)
-    dirs = {"fp32": export_model(cfg, model, str(save_dir / "fp32"), input_shape)}
+    dirs = {"fp32": export_model(cfg, model, str(save_dir / "fp32"),
+                                 ExportOptions(input_shape=input_shape))}
     qat = prepare_qat(model, quant_config_of(cfg))  # in place: the FP32 export comes first
     observe_activation_ranges(qat, [paddle.randn(CALIBRATION_SHAPE) for _ in range(2)])
-    dirs["int8"] = export_qat_model(cfg, qat, str(save_dir / "int8"), input_shape)
-    dirs["int8_fast"] = export_qat_model(cfg, qat, str(save_dir / "int8_fast"), input_shape,
-                                         argmax_before_resize=True)
+    dirs["int8"] = export_qat_model(cfg, qat, str(save_dir / "int8"),
+                                    ExportOptions(input_shape=input_shape))
+    dirs["int8_fast"] = export_qat_model(cfg, qat, str(save_dir / "int8_fast"),
+                                         ExportOptions(input_shape=input_shape,
+                                                       argmax_before_resize=True))
     return dirs
 
 
@@ -56,7 +61,7 @@ def onnx_and_nncf_peer(dirs: dict[str, Path], save_dir: str | os.PathLike,
     """ONNX files of the FP32 and INT8 exports in ``dirs`` and the NNCF post-training INT8
     model of the FP32 one (``save_dir/nncf/model.xml``, calibrated on random batches), for
     OpenVINO speed comparisons; returns {name: model file}."""
-    from .onnx_export import export_onnx
+    from ..deploy.onnx_export import export_onnx
     from .peer_ptq import nncf_quantize
 
     files = {name: export_onnx(dirs[name]) for name in ("fp32", "int8")}

@@ -1,5 +1,5 @@
-"""The deployment benchmark: one network's FP32 and QAT INT8 exports on every backend, beside
-the peer post-training INT8 models users would otherwise make from the same FP32 model,
+"""The deployment benchmark: one network's FP32 and INT8 (QAT or PTQ) exports on every backend,
+beside the peer post-training INT8 models users would otherwise make from the same FP32 model,
 measured in one run: mIoU through the deployed model, batch-1 latency, throughput at a larger
 batch, file size, and speed-up against Paddle Inference oneDNN FP32.
 """
@@ -13,13 +13,13 @@ from typing import Callable
 
 import numpy as np
 
-from ..benchmark import files_size_mb, measure_latency
 from ..builders import build_dataset
 from ..config import SegConfig
-from .backend import Backend
-from .bench_report import BenchRow
-from .deploy_file import DeployInfo, load_deploy_info
-from .onnx_export import export_onnx
+from ..deploy.backend import Backend
+from ..deploy.deploy_file import DeployInfo, load_deploy_info
+from ..deploy.onnx_export import export_onnx
+from .latency import files_size_mb, measure_latency
+from .report import BenchRow
 
 logger = logging.getLogger("segq")
 
@@ -79,7 +79,12 @@ def calibration_batches(cfg: SegConfig, count: int, hw: tuple[int, int]) -> list
 
 
 def method_of(deploy: DeployInfo) -> str:
-    method = QAT if deploy.is_int8 else FP32
+    """How the export was made: FP32, segq's QAT, or segq's PTQ with its algorithm."""
+    method = FP32
+    if deploy.is_int8:
+        quant = deploy.quant
+        method = (f"PTQ {quant.get('algo', '?')} (segq)" if quant.get("method") == "ptq"
+                  else QAT)
     return method + (", argmax before resize" if deploy.argmax_before_resize else "")
 
 
@@ -87,8 +92,8 @@ def candidates(exports: list[DeployInfo], settings: BenchSettings, peer_dir: Pat
                calib: Callable[[], list[np.ndarray]]) -> list[Candidate]:
     """Every export on every backend (FP32 exports first), then the peer PTQ models of the
     first FP32 export."""
-    from ..inference import PaddleInferenceModel
-    from .onnx_backend import OnnxRuntimeModel, OpenVINOModel
+    from ..deploy.onnx_backend import OnnxRuntimeModel, OpenVINOModel
+    from ..deploy.paddle_inference import PaddleInferenceModel
 
     threads = settings.cpu_threads
     precision = lambda d: "int8" if d.is_int8 else "fp32"  # noqa: E731
@@ -122,7 +127,7 @@ def load_exports(fp32_dirs: list, int8_dirs: list) -> list[DeployInfo]:
             d.is_int8 for d in int8s):
         listed = ", ".join(f"{d.deploy_file} (quantized: {d.is_int8})"
                            for d in fp32s + int8s)
-        raise ValueError(f"expected FP32 exports, then QAT INT8 exports; got {listed}")
+        raise ValueError(f"expected FP32 exports, then INT8 exports (QAT or PTQ); got {listed}")
     hw = _fixed_hw(fp32s[0])
     for d in fp32s + int8s:
         if _fixed_hw(d) != hw:
@@ -134,12 +139,12 @@ def load_exports(fp32_dirs: list, int8_dirs: list) -> list[DeployInfo]:
 def benchmark_network(cfg: SegConfig, fp32_dirs: list[str | os.PathLike],
                       int8_dirs: list[str | os.PathLike], work_dir: str | os.PathLike,
                       settings: BenchSettings = BenchSettings()) -> list[BenchRow]:
-    """Benchmark one network's FP32 exports and QAT INT8 exports (e.g. with and without
-    ``--argmax_before_resize``), all from export.py / qat_export.py with ``--input_shape -1 3
-    H W``. The first FP32 export is the speed-up baseline (under Paddle Inference) and the
+    """Benchmark one network's FP32 exports and INT8 exports (QAT or PTQ, e.g. with and
+    without ``--argmax_before_resize``), all from export.py / qat_export.py / ptq.py with
+    ``--input_shape -1 3 H W``. The first FP32 export is the speed-up baseline (under Paddle Inference) and the
     peers' source. ONNX models are converted into the export directories, peer PTQ models
     written to ``work_dir``."""
-    from ..engine.workflows import evaluate_runner
+    from ..deploy.workflows import evaluate_backend
 
     exports = load_exports(fp32_dirs, int8_dirs)
     for d in exports:
@@ -165,7 +170,7 @@ def benchmark_network(cfg: SegConfig, fp32_dirs: list[str | os.PathLike],
         logger.info(f"[{i}/{len(todo)}] {cand.backend} {cand.precision} ({cand.method}): "
                     f"mIoU, latency, throughput")
         runner = cand.make()
-        miou = evaluate_runner(cfg, runner, settings.num_workers).miou
+        miou = evaluate_backend(cfg, runner, settings.num_workers).miou
         lat = measure_latency(runner.run, image, settings.warmup, settings.latency_runs)
         ips = None
         if settings.throughput_batch:
@@ -187,7 +192,7 @@ def benchmark_environment(cpu_threads: int) -> dict:
     """What the timings depend on: CPU, threads and every runtime's version."""
     from importlib.metadata import version
 
-    from ..engine.workflows import run_environment
+    from ..cpu_runtime import run_environment
 
     env = run_environment()
     env["threads"] = cpu_threads
