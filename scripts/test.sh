@@ -1,4 +1,12 @@
 #!/usr/bin/env bash
-# Run the whole test suite in the project's venv (created on first use).
+# Run the whole test suite in the project's venv (created on first use), one pytest-xdist
+# worker per core with one math thread each (whole test files per worker, so a module's
+# fixtures are built once). The fault table (--fault-table) is collected in one process,
+# and -n N given here wins.
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 source "$(dirname "${BASH_SOURCE[0]}")/venv.sh"
+case " $* " in
+  *" --fault-table"*|*" -n "*|*" -n="*|*" -p no:xdist "*) ;;
+  *) set -- -n "$(nproc)" --dist loadfile "$@" ;;
+esac
 python -m pytest -q "$@"

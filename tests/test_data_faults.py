@@ -348,9 +348,12 @@ def test_ctrl_c_stops_training_and_names_the_checkpoint_to_resume(fault, tmp_pat
            "--num_workers", str(num_workers), "--opts", "train_dataset.num_samples=16",
            "train_dataset.image_size=[48, 64]", "batch_size=4"]
     # its own process group, so the signal reaches the workers too, as a Ctrl-C would
+    # SIGINT back to its default in the child: a test run started in the background
+    # (`cmd &` in a script, nohup, some CI runners) ignores it, and children inherit that
     proc = subprocess.Popen(cmd, cwd=REPO, text=True, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "2"})
+                            env={**os.environ, "OMP_NUM_THREADS": "2"},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         for line in proc.stdout:
             if "[TRAIN] iter: 3/" in line:  # iter_2 is published before iter 3 is logged

@@ -85,7 +85,7 @@ def test_benchmark_measures_every_backend_and_the_peers_in_one_run(exports):
 def test_benchmark_rejects_exports_it_cannot_compare(exports, tmp_path):
     out, fp32, int8 = exports
     r = bench(out, int8[:1], fp32[:1], "--name", "swapped", "--no_peers")
-    assert r.returncode == 2 and "expected FP32 exports, then QAT INT8 exports" in r.stderr
+    assert r.returncode == 2 and "expected FP32 exports, then INT8 exports" in r.stderr
     cfg = load_config(DEMO)
     dynamic = export_model(cfg, trained_like("BiSeNetV2", 4), tmp_path / "dyn")
     r = bench(out, [dynamic], int8[:1], "--name", "dynamic", "--no_peers")

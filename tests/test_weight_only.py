@@ -54,7 +54,7 @@ def exports(model, tmp_path_factory) -> dict[str, Path]:
     """An FP32 export with logits out, and its weight-only export as slim/ptq.py writes it
     (quant_post_dynamic on the FP32 program, the same deploy.yaml plus its Quant section)."""
     root = tmp_path_factory.mktemp("weight_only")
-    common = dict(input_shape=SHAPE, without_argmax=True,
+    common = dict(options=ExportOptions(input_shape=SHAPE, without_argmax=True),
                   deploy_transforms=[{"type": "Normalize"}])
     fp32 = export_inference_model(model, root / "fp32", **common)
     quantize_weights_only(fp32, root / "raw", QuantConfig())
@@ -218,7 +218,8 @@ def test_ptq_weight_only_export_predicts_like_fp32(tmp_path):
             model(paddle.randn([2] + SHAPE[1:]) * 2.0 + 0.5)
     paddle.save(model.state_dict(), str(weights))
     [result] = ptq(cfg, str(weights), PTQOptions(save_dir=str(tmp_path / "wo"),
-                                                 weight_only=True, input_shape=SHAPE))
+                                                 weight_only=True,
+                                                 export=ExportOptions(input_shape=SHAPE)))
     fp32_dir = export(cfg, str(weights), str(tmp_path / "fp32"), ExportOptions(input_shape=SHAPE))
     assert result.size_bytes < 0.35 * (fp32_dir / "model.pdiparams").stat().st_size
 
