@@ -30,7 +30,7 @@ def run_predictor(predictor, batch: np.ndarray) -> np.ndarray:
 
 
 class PaddleInferenceModel:
-    """A CPU predictor over an exported model directory.
+    """The CPU backend: Paddle Inference (oneDNN) over an exported model directory.
 
     Args:
         model_dir: directory holding ``model.pdmodel``/``model.pdiparams`` (or the files its
