@@ -17,7 +17,7 @@ import numpy as np
 from ..config import SegConfig
 from ..deploy.export import ExportOptions
 from ..quant.calibration import CalibrationSource
-from ..quant.ptq import PTQOptions, ptq
+from ..quant.ptq import ALGOS, PTQOptions, ptq
 
 logger = logging.getLogger("segq")
 
@@ -46,6 +46,7 @@ class StudyOptions:
     latency_runs: int = 30
     qat_dir: str | None = None         # a QAT INT8 export of the same FP32 model
     weight_only: bool = True
+    algos: tuple[str, ...] = ALGOS     # the calibration algorithms to compare
 
 
 def _measure(cfg: SegConfig, name: str, model_dir: Path, int8: bool, opts: StudyOptions,
@@ -87,8 +88,10 @@ def run_study(cfg: SegConfig, fp32_weights: str, opts: StudyOptions) -> list[Stu
     base = PTQOptions(save_dir="", batch_size=opts.batch_size,
                       export=ExportOptions(input_shape=shape),
                       source=CalibrationSource(calib_num=opts.calib_num))
-    algo_rows = _ptq_rows(cfg, fp32_weights, opts, "PTQ ",
-                          replace(base, save_dir=str(save / "ptq_all"), algo="all"))
+    algo_rows = []
+    for algo in opts.algos:  # one call each: ptq's own --algo all would evaluate them twice
+        algo_rows += _ptq_rows(cfg, fp32_weights, opts, "PTQ ",
+                               replace(base, save_dir=str(save / f"ptq_{algo}"), algo=algo))
     rows += algo_rows
     best = max(algo_rows, key=lambda r: r.miou).name.removeprefix("PTQ ")
     rows += _ptq_rows(cfg, fp32_weights, opts, "PTQ bias-corrected ",
