@@ -16,9 +16,10 @@ def main(argv=None):
     p.add_argument("--calib_num", type=int, default=256)
     p.add_argument("--sizes", type=int, nargs="*", default=[16, 64])
     p.add_argument("--batch_size", type=int, default=8)
-    p.add_argument("--algos", nargs="+", default=["abs_max", "avg", "hist", "mse", "KL"],
-                   help="the calibration algorithms to compare (mse is slow: its scale "
-                        "search runs per tensor and batch)")
+    p.add_argument("--algos", nargs="+", default=None,
+                   help="the calibration algorithms to compare (default: all of slim/ptq.py's "
+                        "--algo choices; mse is slow: its scale search runs per tensor and "
+                        "batch)")
     p.add_argument("--qat_dir", default=None, help="a QAT INT8 export of the same FP32 model")
     p.add_argument("--cpu_threads", type=int, default=2)
     p.add_argument("--latency_runs", type=int, default=30)
@@ -34,7 +35,7 @@ def main(argv=None):
     cfg = load_config(args.config, args.opts)
     opts = StudyOptions(args.save_dir, args.input_shape, args.calib_num, tuple(args.sizes),
                         args.batch_size, args.cpu_threads, args.latency_runs, args.qat_dir,
-                        algos=tuple(args.algos))
+                        **({"algos": tuple(args.algos)} if args.algos else {}))
     rows = run_study(cfg, args.model_path, opts)
     command = command_line("tools/ptq_study.py", argv)
     table = study_markdown(rows, args.title or f"{cfg.model.type}: FP32, PTQ and QAT",

@@ -141,9 +141,9 @@ def benchmark_network(cfg: SegConfig, fp32_dirs: list[str | os.PathLike],
                       settings: BenchSettings = BenchSettings()) -> list[BenchRow]:
     """Benchmark one network's FP32 exports and INT8 exports (QAT or PTQ, e.g. with and
     without ``--argmax_before_resize``), all from export.py / qat_export.py / ptq.py with
-    ``--input_shape -1 3 H W``. The first FP32 export is the speed-up baseline (under Paddle Inference) and the
-    peers' source. ONNX models are converted into the export directories, peer PTQ models
-    written to ``work_dir``."""
+    ``--input_shape -1 3 H W``. The first FP32 export is the speed-up baseline (under Paddle
+    Inference) and the peers' source. ONNX models are converted into the export directories,
+    peer PTQ models written to ``work_dir``."""
     from ..deploy.workflows import evaluate_backend
 
     exports = load_exports(fp32_dirs, int8_dirs)

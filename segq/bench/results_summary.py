@@ -21,34 +21,31 @@ END = "<!-- end of summary -->"
 DEPLOYED = "Paddle Inference oneDNN"
 
 
-def _compare_row(data: dict) -> dict | None:
-    """A tools/compare_int8.py file: its deployed FP32 and INT8 rows."""
-    rows = {r["precision"]: r for r in data["rows"] if r["stage"] == DEPLOYED}
-    fp32, int8 = rows.get("fp32"), rows.get("int8")
-    if fp32 is None or int8 is None:
-        return None
-    return {"network": fp32["model"], "int8": "QAT", "fp32_miou": fp32["miou"],
-            "int8_miou": int8["miou"], "fp32_ms": fp32["latency_ms"],
-            "int8_ms": int8["latency_ms"], "fp32_mb": fp32["size_mb"],
+def _row(label: str, fp32: dict, int8: dict, ms: str) -> dict:
+    return {"int8": label, "fp32_miou": fp32["miou"], "int8_miou": int8["miou"],
+            "fp32_ms": fp32[ms], "int8_ms": int8[ms], "fp32_mb": fp32["size_mb"],
             "int8_mb": int8["size_mb"]}
 
 
-def _study_rows(data: dict, network: str) -> list[dict]:
+def _compare_rows(data: dict) -> list[dict]:
+    """A tools/compare_int8.py file: its deployed FP32 and INT8 rows."""
+    rows = {r["precision"]: r for r in data["rows"] if r["stage"] == DEPLOYED}
+    if "fp32" not in rows or "int8" not in rows:
+        return []
+    return [_row("QAT", rows["fp32"], rows["int8"], "latency_ms")]
+
+
+def _study_rows(data: dict) -> list[dict]:
     """A tools/ptq_study.py file: FP32 against its most accurate PTQ row and its QAT row."""
     fp32 = data["rows"][0]
     ptq = [r for r in data["rows"] if r["name"].startswith("PTQ ") and r["precision"] == "int8"]
+    qat = [r for r in data["rows"] if r["name"] == "QAT"]
     out = []
-    for label, row in (("best PTQ", max(ptq, key=lambda r: r["miou"], default=None)),
-                       ("QAT", next((r for r in data["rows"] if r["name"] == "QAT"), None))):
-        if row is None:
-            continue
-        out.append({"network": network,
-                    "int8": f"{label} ({row['name'].removeprefix('PTQ ')})"
-                    if label == "best PTQ" else label,
-                    "fp32_miou": fp32["miou"], "int8_miou": row["miou"],
-                    "fp32_ms": fp32["median_ms"], "int8_ms": row["median_ms"],
-                    "fp32_mb": fp32["size_mb"], "int8_mb": row["size_mb"]})
-    return out
+    if ptq:
+        best = max(ptq, key=lambda r: r["miou"])
+        out.append(_row(f"best PTQ ({best['name'].removeprefix('PTQ ')})", fp32, best,
+                        "median_ms"))
+    return out + [_row("QAT", fp32, r, "median_ms") for r in qat]
 
 
 def read_index(path: str | os.PathLike) -> list[tuple[Path, str]]:
@@ -68,9 +65,8 @@ def summary_rows(runs: list[tuple[Path, str]]) -> list[dict]:
             raise FileNotFoundError(f"results index names {f}, which does not exist")
         data = json.loads(f.read_text())
         cpu = data.get("environment", {}).get("cpu", "?")
-        found = [_compare_row(data)] if "model_config" in data else _study_rows(data, label)
-        rows += [{**r, "network": label, "cpu": cpu, "file": f.name}
-                 for r in found if r is not None]
+        found = _compare_rows(data) if "model_config" in data else _study_rows(data)
+        rows += [{**r, "network": label, "cpu": cpu, "file": f.name} for r in found]
     return rows
 
 

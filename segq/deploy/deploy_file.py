@@ -71,9 +71,8 @@ def write_deploy_file(path: str | os.PathLike, content: dict[str, Any]) -> None:
 
 def deploy_section(input_shape: Sequence[int], output_op: str, transforms: list[dict],
                    argmax_before_resize: bool = False) -> dict[str, Any]:
-    """The ``Deploy:`` section of a new export (transforms already resolved)."""
-    if output_op not in OUTPUT_OPS:
-        raise ValueError(f"output_op must be one of {OUTPUT_OPS}, got {output_op!r}")
+    """The ``Deploy:`` section of a new export (transforms already resolved; ``output_op``
+    already checked by the export's ``InferenceWrapper``)."""
     return {
         "model": MODEL_FILE,
         "params": PARAMS_FILE,
