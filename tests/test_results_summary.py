@@ -1,11 +1,15 @@
-"""docs/results.md's summary table is generated from the run files its index lists."""
+"""docs/results.md's summary table is generated from the run files its index lists, and the
+PTQ study that writes one of them refuses what it cannot run before any work."""
 import json
+import subprocess
+import sys
+import time
 
 import pytest
 
 from segq.bench.results_summary import (BEGIN, END, read_index, replace_summary,
                                         summary_markdown, summary_rows)
-from tests.helpers import REPO
+from tests.helpers import DEMO, REPO
 from tools.results_summary import main
 
 
@@ -52,3 +56,14 @@ def test_a_bad_index_is_named(tmp_path):
     index.write_text("- {file: missing.json, label: X}\n")
     with pytest.raises(FileNotFoundError, match="missing.json"):
         summary_rows(read_index(index))
+
+
+def test_the_ptq_study_names_an_unknown_algorithm_before_any_work(tmp_path):
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "tools/ptq_study.py", "--config", str(DEMO),
+                        "--model_path", "unused.pdparams", "--input_shape", "1", "3", "48", "64",
+                        "--save_dir", str(tmp_path / "study"), "--algos", "KL", "kl2"],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "error: --algos: expected one or more of abs_max, avg, hist, mse, KL, got ['KL', 'kl2']"]
+    assert not (tmp_path / "study").exists() and time.perf_counter() - t0 < 60

@@ -48,6 +48,12 @@ class StudyOptions:
     weight_only: bool = True
     algos: tuple[str, ...] = ALGOS     # the calibration algorithms to compare
 
+    def __post_init__(self):
+        unknown = [a for a in self.algos if a not in ALGOS]
+        if unknown or not self.algos:
+            raise ValueError(f"--algos: expected one or more of {', '.join(ALGOS)}, "
+                             f"got {list(self.algos)}")
+
 
 def _measure(cfg: SegConfig, name: str, model_dir: Path, int8: bool, opts: StudyOptions,
              **extra) -> StudyRow:
