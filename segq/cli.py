@@ -11,7 +11,7 @@ import logging
 import signal
 import sys
 
-GROUPS = ("train", "eval", "export", "predict", "deploy", "ptq")
+GROUPS = ("train", "eval", "export", "predict", "deploy", "ptq", "analysis")
 
 
 def build_parser(description: str, groups: tuple[str, ...],
@@ -80,6 +80,12 @@ def build_parser(description: str, groups: tuple[str, ...],
             g.add_argument("--result_json", default=None, help="write the metrics here as JSON")
     if "ptq" in groups:
         _add_ptq_flags(p.add_argument_group("post-training quantization"))
+    if "analysis" in groups:
+        g = p.add_argument_group("quantization analysis")
+        g.add_argument("--fp32_model", default=None,
+                       help="the FP32 weights the quantized model came from")
+        g.add_argument("--save_dir", default="output/quant_report",
+                       help="where the report goes (quant_report.py)")
     if "predict" in groups:
         g = p.add_argument_group("prediction")
         g.add_argument("--image_path", required=True, help="an image or a directory of images")

@@ -19,6 +19,20 @@ def camvid_root() -> Path:
     return CAMVID_ROOT
 
 
+@pytest.fixture(scope="session")
+def fp32_run(tmp_path_factory) -> Path:
+    """Weights of the demo BiSeNetV2 (tests.helpers.SMALL data) trained for 30 iterations,
+    so its activations have trained ranges; shared by the PTQ and analysis tests."""
+    from segq.engine.workflows import TrainOptions
+    from segq.engine.workflows import train
+    from tests.helpers import small_cfg
+
+    run = tmp_path_factory.mktemp("fp32") / "run"
+    train(small_cfg(30, ["lr_scheduler.warmup_iters=5"]),
+          TrainOptions(save_dir=str(run), save_interval=30))
+    return run / "iter_30" / "model.pdparams"
+
+
 def write_pair(root: Path, name: str, img: np.ndarray, label: np.ndarray | None) -> None:
     """Write ``img`` (HWC RGB uint8) to images/<name>.png and ``label`` to labels/<name>.png."""
     (root / "images").mkdir(parents=True, exist_ok=True)

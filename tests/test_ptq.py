@@ -1,6 +1,7 @@
 """Post-training quantization (segq.quant.ptq, slim/ptq.py): every algorithm gives an INT8
 export that Paddle Inference runs close to FP32, every zoo network quantizes, and bad
 calibration data fails before anything is written."""
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,8 @@ from segq.config import load_config
 from segq.deploy.export import ExportOptions
 from segq.deploy.paddle_inference import PaddleInferenceModel
 from segq.deploy.workflows import evaluate_inference_model, export_model
-from segq.engine.workflows import TrainOptions, train
+from segq.quant.analysis.program import ExportedProgram
+from segq.quant.analysis.report import quant_report
 from segq.quant.calibration import CalibrationError, CalibrationSource, load_calibration_set
 from segq.quant.exported_ops import weight_ops
 from segq.quant.ptq import ALGOS, PTQOptions, ptq
@@ -30,15 +32,6 @@ SHAPE = [1, 3, 48, 64]
 
 def demo_cfg(extra=()):
     return load_config(DEMO, [*SMALL, "iters=30", *extra])
-
-
-@pytest.fixture(scope="module")
-def fp32_run(tmp_path_factory) -> Path:
-    """A briefly trained demo BiSeNetV2 (its activations have trained ranges)."""
-    run = tmp_path_factory.mktemp("fp32") / "run"
-    train(demo_cfg(["lr_scheduler.warmup_iters=5"]), TrainOptions(save_dir=str(run),
-                                                                  save_interval=30))
-    return run / "iter_30" / "model.pdparams"
 
 
 def logits(model_dir, x, int8):
@@ -121,6 +114,20 @@ def test_ptq_quantizes_every_zoo_model(name, tmp_path):
     assert ops and all(op.weight_quantized for op in ops)
     deployed = evaluate_inference_model(cfg, str(result.model_dir), int8=True)
     assert deployed.num_images == 2 and 0.0 <= deployed.miou <= 1.0
+    # the analysis names every layer of every zoo network, and its fallback variants deploy
+    report = quant_report(cfg, str(fp32), str(tmp_path / "report"),
+                          model_dir=str(result.model_dir), num_images=1)
+    assert len(report.layers) == len(ops) and all(r["quantized"] for r in report.layers)
+    assert len({r["layer"] for r in report.layers}) >= len(ops) // 2
+    float_dir = export_model(cfg, model, tmp_path / "fp32", ExportOptions(
+        input_shape=[-1, 3, 64, 64]))
+    int8 = ExportedProgram(result.model_dir, float_source=ExportedProgram(float_dir))
+    variant = int8.save(int8.variant(float_layers=[0, len(ops) - 1]), tmp_path / "fallback")
+    shutil.copyfile(result.model_dir / "deploy.yaml", variant / "deploy.yaml")
+    assert [op.weight_quantized for op in weight_ops(variant)] == (
+        [False] + [True] * (len(ops) - 2) + [False])
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 64, 64)).astype("float32")
+    assert logits(variant, x, int8=True).shape == logits(result.model_dir, x, int8=True).shape
 
 
 # ---------------------------------------------------------------- bad input

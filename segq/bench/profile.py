@@ -83,8 +83,11 @@ def profile_paddle(model_dir: str | os.PathLike, batch: np.ndarray, int8: bool,
             run_predictor(predictor, batch)
         del predictor  # the report is printed when the predictor goes
 
+    from ..cpu_runtime import native_stderr_filtered
+
     # the profiler's report includes warm-up; with a few dozen runs that is a small share
-    totals = parse_paddle_profile(_capture_native_stdout(run))
+    with native_stderr_filtered():  # oneDNN pass reports, unless --verbose
+        totals = parse_paddle_profile(_capture_native_stdout(run))
     if not totals:
         raise RuntimeError(f"Paddle Inference printed no profile for {model_dir}")
     return _shares(totals, runs)
@@ -124,3 +127,46 @@ def onnx_file_of(model_dir: str | os.PathLike) -> Path:
     from ..deploy.deploy_file import load_deploy_info
 
     return load_deploy_info(model_dir).require_onnx_file("the OpenVINO profile")
+
+
+# the ops that only move data between float and INT8 layouts in a oneDNN INT8 run
+CONVERSION_OPS = ("quantize", "dequantize", "requantize", "reorder", "transfer_layout")
+
+
+@dataclass(frozen=True)
+class OpComparison:
+    op: str
+    fp32_ms: float
+    int8_ms: float
+
+    @property
+    def slower(self) -> bool:
+        return self.int8_ms > self.fp32_ms
+
+    @property
+    def conversion(self) -> bool:
+        return any(self.op == c or self.op.startswith(c + "_") for c in CONVERSION_OPS)
+
+
+def compare_op_times(fp32: list[OpTime], int8: list[OpTime]) -> list[OpComparison]:
+    """Per op type, ms per run in the FP32 and the INT8 run (0 where a run lacks the op), the
+    largest INT8 cost first."""
+    a = {o.op: o.ms_per_run for o in fp32}
+    b = {o.op: o.ms_per_run for o in int8}
+    rows = [OpComparison(op, a.get(op, 0.0), b.get(op, 0.0)) for op in set(a) | set(b)]
+    return sorted(rows, key=lambda r: (r.int8_ms - r.fp32_ms, r.int8_ms), reverse=True)
+
+
+def op_comparison_markdown(rows: list[OpComparison]) -> str:
+    total_a = sum(r.fp32_ms for r in rows)
+    total_b = sum(r.int8_ms for r in rows)
+    conv = sum(r.int8_ms for r in rows if r.conversion)
+    lines = [f"INT8 {total_b:.2f} ms against FP32 {total_a:.2f} ms per run; "
+             f"{conv:.2f} ms of the INT8 run ({conv / total_b if total_b else 0:.0%}) is "
+             f"conversion between float and INT8 ({', '.join(CONVERSION_OPS)}).", "",
+             "| op | FP32 ms | INT8 ms | INT8 / FP32 | |", "|---|---:|---:|---:|---|"]
+    for r in rows:
+        ratio = f"{r.int8_ms / r.fp32_ms:.2f}" if r.fp32_ms else "only INT8"
+        note = "conversion" if r.conversion else ("slower in INT8" if r.slower else "")
+        lines.append(f"| {r.op} | {r.fp32_ms:.2f} | {r.int8_ms:.2f} | {ratio} | {note} |")
+    return "\n".join(lines)

@@ -1,0 +1,229 @@
+"""Quantization analysis (segq.quant.analysis, slim/quant_report.py, slim/quant_fallback.py):
+the per-layer report of PTQ and QAT models, the program variants the fallback verifies, the
+fallback search recovering a layer made to quantize badly, and Ctrl-C keeping the best set."""
+import csv
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import paddle
+import pytest
+import yaml
+
+from segq.builders import build_model_for, build_qat_model
+from segq.config import load_config
+from segq.deploy.export import ExportOptions
+from segq.deploy.paddle_inference import PaddleInferenceModel
+from segq.deploy.workflows import export_model
+from segq.quant.analysis import fallback as fb
+from segq.quant.analysis.program import ExportedProgram
+from segq.quant.analysis.report import quant_report
+from segq.quant.calibration import CalibrationSource
+from segq.quant.ptq import PTQOptions, ptq
+from segq.quant.qat import observe_activation_ranges
+from segq.quant.select import select_skipped
+from tests.helpers import DEMO, REPO, SMALL, small_cfg
+
+SHAPE = [-1, 3, 48, 64]
+SKIP = "head.conv_1x1"
+
+
+def cfg_with(extra=()):
+    return small_cfg(30, extra)
+
+
+@pytest.fixture(scope="module")
+def ptq_export(fp32_run, tmp_path_factory) -> Path:
+    """abs_max PTQ of the trained demo model with ``SKIP`` kept in float."""
+    out = tmp_path_factory.mktemp("ptq") / "abs_max"
+    ptq(cfg_with([f"quant={{skip_layers: [{SKIP}]}}"]), str(fp32_run), PTQOptions(
+        save_dir=str(out), algo="abs_max", batch_size=4, export=ExportOptions(input_shape=SHAPE),
+        source=CalibrationSource(calib_num=8)))
+    return out
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_report_of_a_ptq_export_names_every_layer_and_a_float_layer_is_exact(
+        fp32_run, ptq_export, tmp_path):
+    cfg = cfg_with()
+    r = quant_report(cfg, str(fp32_run), str(tmp_path / "report"), model_dir=str(ptq_export),
+                     num_images=3)
+    out = tmp_path / "report"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "cosine.png", "layers.csv", "quant_params.csv", "report.md", "samples.csv"]
+    rows = read_csv(out / "layers.csv")
+    model = build_model_for(cfg, str(fp32_run))
+    convs = [n for n, l in model.named_sublayers() if isinstance(l, paddle.nn.Conv2D)]
+    # eval mode: every conv but the auxiliary heads', each in its own row
+    assert sorted(row["layer"] for row in rows) == sorted(
+        n for n in convs if not n.startswith("aux_head"))
+    assert len(rows) == len(ExportedProgram(ptq_export).layers)
+    assert [int(row["position"]) for row in rows] == list(range(len(rows)))
+    skipped = set(select_skipped(model, [SKIP]))
+    for row in rows:
+        if row["layer"] in skipped:
+            assert row["quantized"] == "False"
+            assert float(row["cos_isolated"]) == 1.0 and row["snr_db_isolated"] == "inf"
+            assert row["act_scale"] == "" and row["weight_bits"] == ""
+        else:
+            assert row["quantized"] == "True", row["layer"]
+            assert 0.9 < float(row["cos_isolated"]) < 1.0, row["layer"]
+            assert float(row["act_scale"]) > 0 and row["weight_bits"] == "8"
+            assert 0.0 <= float(row["clip_ratio"]) <= 1.0
+            assert float(row["in_fp32_min"]) <= float(row["in_fp32_median"]) <= float(
+                row["in_fp32_max"])
+    params = read_csv(out / "quant_params.csv")
+    weights = [p for p in params if p["kind"] == "weight"]
+    assert len(weights) == len(rows) - len(skipped & {row["layer"] for row in rows})
+    assert all(int(p["num_scales"]) == len(p["scales"].split(";")) for p in weights)
+    samples = read_csv(out / "samples.csv")
+    assert len(samples) == 3 and all(0.9 < float(s["output_cosine"]) <= 1.0 for s in samples)
+    assert r.output_cosine > 0.95
+    assert "layers that lose most on their own" in (out / "report.md").read_text()
+
+
+def test_report_of_a_qat_checkpoint(fp32_run, tmp_path):
+    cfg = cfg_with()
+    qat = build_qat_model(cfg, fp32_weights=str(fp32_run))
+    observe_activation_ranges(qat, [paddle.rand([2, 3, 48, 64]) * 2 - 1 for _ in range(3)])
+    paddle.save(qat.model.state_dict(), str(tmp_path / "qat.pdparams"))
+    r = quant_report(cfg, str(fp32_run), str(tmp_path / "report"),
+                     qat_weights=str(tmp_path / "qat.pdparams"), num_images=2)
+    assert r.layers and all(row["quantized"] for row in r.layers)
+    assert all(0.5 < row["cos_isolated"] < 1.0 for row in r.layers)
+
+
+def test_a_variant_with_layers_in_float_deploys_and_matches_the_fp32_program(
+        fp32_run, ptq_export, tmp_path):
+    """The fallback's candidates: every layer in float (and every other quantizer bypassed)
+    is the FP32 model again; a variant saved to disk runs under Paddle Inference INT8."""
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 3, 48, 64)).astype("float32")
+    fp32_dir = tmp_path / "fp32"
+    export_model(cfg_with(), build_model_for(cfg_with(), str(fp32_run)), fp32_dir)
+    fp32 = ExportedProgram(fp32_dir)
+    int8 = ExportedProgram(ptq_export, float_source=fp32)
+    ref = fp32.run(x, [fp32.output])[0]
+    stripped = int8.run(x, [int8.output], int8.variant(keep_quantized=[]))[0]
+    np.testing.assert_allclose(stripped, ref, rtol=1e-4, atol=1e-4)
+    quantized = [l.position for l in int8.layers if l.quantized]
+    half = int8.variant(float_layers=quantized[: len(quantized) // 2])
+    out = int8.save(half, tmp_path / "half")
+    shutil.copyfile(ptq_export / "deploy.yaml", out / "deploy.yaml")
+    deployed = PaddleInferenceModel(out, use_mkldnn=True, int8=True, cpu_threads=2)
+    reference = PaddleInferenceModel(ptq_export, use_mkldnn=True, int8=True, cpu_threads=2)
+    labels = deployed.run(x)
+    assert labels.shape == reference.run(x).shape
+    assert (labels == PaddleInferenceModel(fp32_dir, cpu_threads=2).run(x)).mean() > 0.9
+
+
+def break_one_layer(export: Path, out: Path) -> str:
+    """A copy of ``export`` whose last quantized layer (the classifier) clips its input to
+    0.1% of its range; returns that layer's weight name."""
+    prog = ExportedProgram(export)
+    layer = [l for l in prog.layers if l.quantized][-1]
+    src = prog._producers()[layer.input_read]
+    with prog._static():
+        tensor = prog.scope.find_var(src.input("Scale")[0]).get_tensor()
+        tensor.set(np.array(tensor) * 0.001, prog.place)
+    prog.save(prog.program, out)
+    for name in ("deploy.yaml", "config.yml"):
+        shutil.copyfile(export / name, out / name)
+    return layer.weight
+
+
+def names_by_weight(cfg, weights) -> dict:
+    model = build_model_for(cfg, weights)
+    return {l.weight.name: n for n, l in model.named_sublayers()
+            if isinstance(l, paddle.nn.Conv2D)}
+
+
+def test_fallback_finds_the_broken_layer_and_writes_a_config_ptq_takes(
+        fp32_run, ptq_export, tmp_path):
+    cfg = cfg_with()
+    broken = tmp_path / "broken"
+    weight = break_one_layer(ptq_export, broken)
+    opts = fb.FallbackOptions(save_config=str(tmp_path / "auto.yml"), rank_images=4,
+                              work_dir=str(tmp_path / "work"), max_miou_drop=0.02)
+    r = fb.quant_fallback(cfg, DEMO, str(fp32_run), opts, model_dir=str(broken))
+    assert r.baseline.miou < r.fp32_miou - 0.02, "the broken layer must cost accuracy"
+    assert r.best is not None and r.best.miou >= r.fp32_miou - 0.02
+    culprit = [l for l in ExportedProgram(broken).layers if l.weight == weight][0]
+    assert r.ranking[0].positions == [culprit.position]
+    written = yaml.safe_load(Path(r.config_path).read_text())
+    assert SKIP in written["quant"]["skip_layers"]  # the export's own float layer is kept
+    assert r.best.layers[0] in written["quant"]["skip_layers"]
+    text = Path(r.config_path).read_text()
+    assert f"mIoU {r.best.miou:.4f}" in text and "budget: mIoU drop <= 0.02: met" in text
+    loaded = load_config(r.config_path, SMALL)
+    assert loaded.quant.skip_layers == written["quant"]["skip_layers"]
+    assert fb.summary(r).startswith(f"{len(r.best.layers)} layers fall back to float")
+    assert r.fp32_latency_ms > 0 and r.baseline.latency_ms > 0 and r.best.latency_ms > 0
+    assert " ms" in fb.summary(r)
+
+
+def test_ctrl_c_during_the_search_writes_the_best_set_verified_so_far(
+        fp32_run, ptq_export, tmp_path, monkeypatch):
+    """Candidates scored by a stand-in: 1 and 2 layers miss, 4 meet, then Ctrl-C while 3
+    are checked; the config holds the 4 that met the budget."""
+    calls = []
+
+    def candidate(self, int8, layers, names, model_dir, root):
+        calls.append(len(layers))
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        miou = {0: 0.1, 1: 0.2, 2: 0.3}.get(len(layers), 0.5)
+        return fb.Candidate(list(layers), miou, None, 1.0, root / f"{len(layers)}")
+
+    monkeypatch.setattr(fb.Deployment, "candidate", candidate)
+    monkeypatch.setattr(fb.Deployment, "score", lambda self, d, int8: (0.5, None))
+    opts = fb.FallbackOptions(save_config=str(tmp_path / "auto.yml"), rank_images=1,
+                              work_dir=str(tmp_path / "work"), rank_by="cosine")
+    with pytest.raises(KeyboardInterrupt, match="4 layers in float"):
+        fb.quant_fallback(cfg_with(), DEMO, str(fp32_run), opts, model_dir=str(ptq_export))
+    assert calls == [0, 1, 2, 4, 3]
+    text = (tmp_path / "auto.yml").read_text()
+    assert "(search interrupted)" in text
+    assert len(yaml.safe_load(text)["quant"]["skip_layers"]) == 4 + 1  # + the export's SKIP
+
+
+def test_search_bisects_to_the_smallest_prefix():
+    ranking = [fb.LayerScore(f"l{i}", [i], 1) for i in range(10)]
+    tried = []
+
+    def verify(layers):
+        return fb.Candidate(layers, 0.5 if len(layers) >= 6 else 0.1, None, 0.0, Path("."))
+
+    best = fb.search(ranking, verify, 0.45, None, tried)
+    assert len(best.layers) == 6
+    assert [len(c.layers) for c in tried] == [1, 2, 4, 8, 6, 5]
+    assert fb.search(ranking[:3], lambda l: fb.Candidate(l, 0.0, None, 0.0, Path(".")),
+                     0.45, None, []) is None
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--model_dir", "x", "--model_path", "y"], "not both or neither"),
+    ([], "not both or neither"),
+])
+def test_quant_report_refuses_an_ambiguous_model(args, expected, tmp_path):
+    r = subprocess.run([sys.executable, "slim/quant_report.py", "--config", DEMO,
+                        "--fp32_model", "w.pdparams", "--save_dir", str(tmp_path / "r"), *args,
+                        "--opts", *SMALL], cwd=REPO, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 2 and expected in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_quant_fallback_never_replaces_a_config(tmp_path):
+    (tmp_path / "auto.yml").write_text("kept: 1\n")
+    r = subprocess.run([sys.executable, "slim/quant_fallback.py", "--config", DEMO,
+                        "--fp32_model", "w.pdparams", "--model_dir", "x", "--save_config",
+                        str(tmp_path / "auto.yml"), "--opts", *SMALL], cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "auto.yml exists" in r.stderr and "Traceback" not in r.stderr
+    assert (tmp_path / "auto.yml").read_text() == "kept: 1\n"
