@@ -19,7 +19,6 @@ FLOAT_CONVS = {
     "bisenetv2_camvid_360x480_qat600_openvino": 3 + 5,
     "deeplabv3p_resnet18_vd_os16_camvid_360x480_qat600": 0,
     "pp_liteseg_stdc1_camvid_360x480_qat600": 0,
-    "pp_liteseg_stdc1_camvid_ptq_pertensor_a6": 0,
 }
 
 

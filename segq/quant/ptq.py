@@ -71,6 +71,11 @@ def check_ptq_request(quant: QuantConfig, opts: PTQOptions) -> None:
                              f"not train. Remove it, or set it back to {default!r}")
     if opts.algo != "all" and opts.algo not in ALGOS:
         raise ValueError(f"--algo must be one of {', '.join(ALGOS)} or all, got {opts.algo!r}")
+    if not opts.weight_only and quant.activation_bits != quant.weight_bits:
+        raise ValueError(f"quant.activation_bits ({quant.activation_bits}) and "
+                         f"quant.weight_bits ({quant.weight_bits}) differ: Paddle's "
+                         f"post-training quantizer takes only equal bit widths (QAT takes "
+                         f"both)")
     if opts.recon is not None:
         raise ValueError(RECON_UNAVAILABLE)
     if opts.weight_only and opts.bias_correction:
