@@ -46,6 +46,7 @@ def main(argv=None):
                        model_dir=args.model_dir, calib_source=CalibrationSource(
                            args.calib_dir, args.calib_list, args.calib_num))
     print(summary(r))
+    print(f"table: {opts.work_dir}/fallback.md")
 
 
 if __name__ == "__main__":

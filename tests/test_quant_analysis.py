@@ -2,6 +2,7 @@
 the per-layer report of PTQ and QAT models, the program variants the fallback verifies, the
 fallback search recovering a layer made to quantize badly, and Ctrl-C keeping the best set."""
 import csv
+import json
 import shutil
 import subprocess
 import sys
@@ -165,6 +166,10 @@ def test_fallback_finds_the_broken_layer_and_writes_a_config_ptq_takes(
     assert fb.summary(r).startswith(f"{len(r.best.layers)} layers fall back to float")
     assert r.fp32_latency_ms > 0 and r.baseline.latency_ms > 0 and r.best.latency_ms > 0
     assert " ms" in fb.summary(r)
+    table = (tmp_path / "work" / "fallback.md").read_text()
+    assert "**chosen**" in table and r.ranking[0].name in table
+    saved = json.loads((tmp_path / "work" / "fallback.json").read_text())
+    assert saved["best"]["layers"] == r.best.layers and saved["fp32_miou"] == r.fp32_miou
 
 
 def test_ctrl_c_during_the_search_writes_the_best_set_verified_so_far(

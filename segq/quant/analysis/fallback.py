@@ -272,6 +272,7 @@ def quant_fallback(cfg: SegConfig, config_path: str, fp32_weights: str, opts: Fa
     already = (read_deploy_file(model_dir) or {}).get("Quant", {}).get("skipped_layers", [])
     result.config_path = write_fallback_config(out_config, config_path, cfg, chosen, result,
                                                opts, already)
+    write_result_files(result, opts, work)
     if result.interrupted:
         raise KeyboardInterrupt(f"interrupted: the best set verified so far "
                                 f"({len(chosen.layers)} layers in float, mIoU "
@@ -382,3 +383,59 @@ def summary(r: FallbackResult) -> str:
             f"{chosen.miou:.4f} (FP32 {r.fp32_miou:.4f}){speed}, size "
             f"{r.baseline.size_mb:.2f} -> {chosen.size_mb:.2f} MB; {len(r.tried)} candidates "
             f"verified in {r.seconds / 60:.1f} min; config: {r.config_path}")
+
+
+def result_markdown(r: FallbackResult, opts: FallbackOptions) -> str:
+    """Every verified candidate (deployed, whole val set) beside FP32, and the ranking's
+    head."""
+    from ...cpu_runtime import cpu_model
+
+    def ms(v):
+        return "-" if v is None else f"{v:.1f}"
+
+    floor = r.fp32_miou - opts.max_miou_drop
+    lines = [f"Budget: mIoU >= {floor:.4f} (FP32 {r.fp32_miou:.4f} - {opts.max_miou_drop})"
+             + (f", latency <= {opts.max_latency_ms} ms" if opts.max_latency_ms else "")
+             + f"; Paddle Inference oneDNN, {opts.cpu_threads} threads, {cpu_model()}; "
+             f"search {r.seconds / 60:.1f} min" + (" (interrupted)" if r.interrupted else ""),
+             "", "| layers in float | mIoU | vs FP32 | ms | MB | meets |",
+             "|---:|---:|---:|---:|---:|---|",
+             f"| FP32 model | {r.fp32_miou:.4f} | | {ms(r.fp32_latency_ms)} | | |"]
+    for c in sorted({id(c): c for c in [r.baseline, *r.tried]}.values(),
+                    key=lambda c: len(c.layers)):
+        mark = "**chosen**" if c is r.best else ("yes" if c.meets(
+            floor, opts.max_latency_ms) else "no")
+        lines.append(f"| {len(c.layers)} | {c.miou:.4f} | {c.miou - r.fp32_miou:+.4f} | "
+                     f"{ms(c.latency_ms)} | {c.size_mb:.2f} | {mark} |")
+    if r.ranking:
+        lines += ["", f"Ranking (first 10 of {len(r.ranking)}; on {opts.rank_images} val "
+                  f"images, by {opts.rank_by}):", "",
+                  "| # | sublayer | mIoU regained alone in float | mIoU lost alone quantized "
+                  "| cosine regained | MMACs |", "|---:|---|---:|---:|---:|---:|"]
+        lines += [f"| {i + 1} | {s.name} | {s.regain_miou:+.4f} | {s.loss_miou:+.4f} | "
+                  f"{s.regain_cos:+.5f} | {s.macs / 1e6:.1f} |"
+                  for i, s in enumerate(r.ranking[:10])]
+    return "\n".join(lines)
+
+
+def write_result_files(r: FallbackResult, opts: FallbackOptions, work: Path) -> None:
+    """``fallback.md`` (the table) and ``fallback.json`` in the work directory."""
+    import dataclasses
+    import json
+
+    from ...cpu_runtime import run_environment
+
+    def candidate(c: Candidate) -> dict:
+        return {**dataclasses.asdict(c), "model_dir": str(c.model_dir)}
+
+    (work / "fallback.md").write_text(result_markdown(r, opts) + "\n")
+    (work / "fallback.json").write_text(json.dumps({
+        "options": dataclasses.asdict(opts), "environment": run_environment(),
+        "fp32_miou": r.fp32_miou, "fp32_latency_ms": r.fp32_latency_ms,
+        "baseline": candidate(r.baseline),
+        "best": candidate(r.best) if r.best else None,
+        "tried": [candidate(c) for c in r.tried],
+        "ranking": [dataclasses.asdict(s) for s in r.ranking],
+        "seconds": r.seconds, "interrupted": r.interrupted,
+        "config": str(r.config_path)}, indent=2))
+
