@@ -77,3 +77,8 @@ class SegConfig(StrictModel):
     # its FP32 control), where re-estimating the statistics from a few small batches can cost
     # more accuracy than the fine-tune recovers.
     freeze_bn_stats: bool = False
+    # Data-parallel training (paddle.distributed.launch): BatchNorm statistics over the
+    # global batch instead of each rank's share (SyncBatchNorm, converted when the model is
+    # built). GPU (NCCL) only: Paddle 3.3.1 has no CPU kernel for it; on CPU ranks use
+    # freeze_bn_stats for results that do not depend on the rank count.
+    sync_bn: bool = False

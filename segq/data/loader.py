@@ -159,10 +159,12 @@ def build_train_loader(dataset, batch_size: int, num_workers: int, seed: int,
     return TrainBatches(dataset, sampler, num_workers)
 
 
-def build_eval_loader(dataset, num_workers: int = 0) -> Iterator[dict]:
-    """Yield the dataset's samples in order, one dict at a time (numpy arrays: ``img``
-    float32 CHW, ``label``/``ori_label`` int64 HW), so images may differ in size."""
-    indices = range(len(dataset))
+def build_eval_loader(dataset, num_workers: int = 0,
+                      indices: Sequence[int] | None = None) -> Iterator[dict]:
+    """Yield the dataset's samples (those at ``indices``, default all) in order, one dict at
+    a time (numpy arrays: ``img`` float32 CHW, ``label``/``ori_label`` int64 HW), so images
+    may differ in size."""
+    indices = range(len(dataset)) if indices is None else indices
     if num_workers and num_workers > 0:
         samples = ordered_map(dataset.__getitem__, indices, num_workers)
     else:

@@ -19,13 +19,20 @@ from .predict import infer_logits
 
 def evaluate_with(predict_fn: Callable[[dict], np.ndarray], dataset, num_workers: int = 0,
                   progress: bool = True) -> EvalResult:
-    """Score ``predict_fn(sample) -> HxW class ids`` against each sample's label."""
-    from ..data.loader import build_eval_loader
+    """Score ``predict_fn(sample) -> HxW class ids`` against each sample's label.
 
+    In a data-parallel job every rank scores its share of the images (rank r: r, r + N, ...)
+    and the confusion matrices are summed: each rank returns the single-process result."""
+    from ..data.loader import build_eval_loader
+    from .distributed import current_shard, sum_across_ranks
+
+    rank, world = current_shard()
+    indices = range(rank, len(dataset), world)
     confusion = np.zeros((dataset.num_classes, dataset.num_classes), dtype=np.int64)
     n = 0
-    for sample in tqdm(build_eval_loader(dataset, num_workers), total=len(dataset),
-                       desc="eval", disable=None if progress else True, leave=False):
+    for sample in tqdm(build_eval_loader(dataset, num_workers, indices), total=len(indices),
+                       desc="eval", disable=None if progress and rank == 0 else True,
+                       leave=False):
         label = sample.get("ori_label", sample["label"])
         pred = predict_fn(sample)
         if pred.shape != label.shape:
@@ -33,6 +40,9 @@ def evaluate_with(predict_fn: Callable[[dict], np.ndarray], dataset, num_workers
                              f"for {sample.get('label_path', '?')}")
         confusion += confusion_matrix(pred, label, dataset.num_classes, dataset.ignore_index)
         n += 1
+    if world > 1:
+        totals = sum_across_ranks(np.append(confusion.ravel(), n))
+        confusion, n = totals[:-1].reshape(confusion.shape), int(totals[-1])
     return EvalResult.from_confusion(confusion, n)
 
 

@@ -17,6 +17,7 @@ from ..checkpoint import TrainState, resume_checkpoint, seed_everything
 from ..config import SegConfig, dump_config
 from ..cpu_runtime import paddle_threads, run_environment
 from ..metrics import EvalResult
+from .distributed import init_distributed
 from .evaluator import evaluate
 from .hooks import CheckpointHook, LoggerHook, LrSchedulerHook
 from .trainer import Trainer
@@ -50,11 +51,15 @@ class TrainOptions:
                 raise ValueError(f"--{name} must be an integer >= {low}, got {value!r}")
 
 
-def _distributed() -> tuple[int, int]:
-    world = paddle.distributed.get_world_size()
-    if world > 1:
-        paddle.distributed.init_parallel_env()
-    return paddle.distributed.get_rank(), world
+def _sync_batch_norm(model: paddle.nn.Layer, cfg: SegConfig, world: int) -> paddle.nn.Layer:
+    """``sync_bn: true`` in a data-parallel run: BatchNorm layers become SyncBatchNorm."""
+    if not cfg.sync_bn or world == 1:
+        return model
+    if not paddle.is_compiled_with_cuda() or paddle.get_device().startswith("cpu"):
+        raise ValueError("sync_bn: true needs GPUs: Paddle has no CPU kernel for "
+                         "SyncBatchNorm (\"The kernel `sync_batch_norm` is not registered\" "
+                         "on 3.3.1); on CPU ranks use freeze_bn_stats: true")
+    return paddle.nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
 def train(cfg: SegConfig, opts: TrainOptions, extra_hooks=()) -> TrainState:
@@ -66,7 +71,7 @@ def train(cfg: SegConfig, opts: TrainOptions, extra_hooks=()) -> TrainState:
     from .run_dir import check_run_dir, clear_run_dir
 
     started_at = time.perf_counter()
-    rank, world = _distributed()
+    rank, world = init_distributed()
     seed_everything(opts.seed + rank)
     save_dir = Path(opts.save_dir)
     check_run_dir(save_dir, opts.resume_model, opts.overwrite)  # read-only: fails fast
@@ -83,16 +88,16 @@ def train(cfg: SegConfig, opts: TrainOptions, extra_hooks=()) -> TrainState:
     state = TrainState(extra=run_environment())
     if opts.resume_model:
         state = resume_checkpoint(opts.resume_model, model, optimizer)
-        for warning in resume_warnings(state, cfg):
-            logger.warning(warning)
         logger.info(f"resumed from {opts.resume_model} at iter {state.iteration}")
-    state.extra.update(iters=cfg.iters, batch_size=cfg.batch_size)
+    for warning in resume_warnings(state, cfg, world) if opts.resume_model else ():
+        logger.warning(warning)
+    state.extra.update(iters=cfg.iters, batch_size=cfg.batch_size, world_size=world)
     train_set = builders.build_dataset(cfg.train_dataset, "train_dataset")
     val_set = builders.build_dataset(cfg.val_dataset, "val_dataset") if opts.do_eval else None
     for dataset in (train_set, val_set):  # every listed file exists: fails in seconds
         if dataset is not None:
             check_files_exist(dataset)
-    net = paddle.DataParallel(model) if world > 1 else model
+    net = paddle.DataParallel(_sync_batch_norm(model, cfg, world)) if world > 1 else model
     batches = build_train_loader(train_set, cfg.batch_size, opts.num_workers, opts.seed,
                                  start_iter=state.iteration, rank=rank, world_size=world)
     if rank == 0:
@@ -128,10 +133,12 @@ def train(cfg: SegConfig, opts: TrainOptions, extra_hooks=()) -> TrainState:
             writer.close()
 
 
-def resume_warnings(state: TrainState, cfg: SegConfig) -> list[str]:
-    """What changes when a run is resumed with another length or batch size than it was
-    started with: the lr schedule is recomputed over the new length, the data order over
-    the new batch size, so the result is not what an uninterrupted run would give."""
+def resume_warnings(state: TrainState, cfg: SegConfig, world_size: int = 1) -> list[str]:
+    """What changes when a run is resumed with another length or global batch (batch size
+    per rank x ranks) than it was started with: the lr schedule is recomputed over the new
+    length, the data order over the new global batch, so the result is not what an
+    uninterrupted run would give. Another rank count at the same global batch changes
+    nothing: global iteration i takes the same samples."""
     out = []
     old_iters = state.extra.get("iters")
     if old_iters is not None and old_iters != cfg.iters:
@@ -141,9 +148,14 @@ def resume_warnings(state: TrainState, cfg: SegConfig) -> list[str]:
                    f"{state.iteration}: {now:.6g} now, {was:.6g} in the original run), so the "
                    f"result is neither run's")
     old_batch = state.extra.get("batch_size")
-    if old_batch is not None and old_batch != cfg.batch_size:
-        out.append(f"resuming a batch-{old_batch} run with batch_size {cfg.batch_size}: the data "
-                   f"order differs from the original run's from here on")
+    if old_batch is not None:
+        old_global = old_batch * state.extra.get("world_size", 1)
+        new_global = cfg.batch_size * world_size
+        if old_global != new_global:
+            out.append(f"resuming a run of global batch {old_global} (batch_size {old_batch} x "
+                       f"{state.extra.get('world_size', 1)} rank(s)) with global batch "
+                       f"{new_global} ({cfg.batch_size} x {world_size}): the data order "
+                       f"differs from the original run's from here on")
     return out
 
 
@@ -155,10 +167,12 @@ def _lr_at(cfg: SegConfig, iters: int, iteration: int) -> float:
 
 def evaluate_model(cfg: SegConfig, model: paddle.nn.Layer, num_workers: int = 0,
                    result_json: str | None = None) -> EvalResult:
-    """Score a dygraph model on the config's val set; optionally write the JSON."""
+    """Score a dygraph model on the config's val set; optionally write the JSON. Under
+    ``paddle.distributed.launch`` the ranks share the images and rank 0 writes."""
+    rank, _ = init_distributed()
     dataset = builders.build_dataset(cfg.val_dataset, "val_dataset")
     result = evaluate(model, dataset, cfg.test_config, num_workers)
-    if result_json:
+    if result_json and rank == 0:
         result.write_json(result_json)
     return result
 
