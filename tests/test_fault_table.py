@@ -1,5 +1,5 @@
 """docs/reliability.md lists every test marked ``fault``: regenerate it with
-``bash scripts/test.sh -m fault --fault-table docs/reliability.md``."""
+``bash scripts/test.sh tests -m fault --fault-table docs/reliability.md``."""
 from pathlib import Path
 
 import pytest
@@ -14,5 +14,5 @@ def test_every_fault_test_is_in_the_table(request):
     text = TABLE.read_text(encoding="utf-8") if TABLE.is_file() else ""
     missing = [i for i in ids if f"`{i}`" not in text]
     assert not missing, (f"{len(missing)} fault test(s) missing from {TABLE.name}; regenerate "
-                         f"it: bash scripts/test.sh -m fault --fault-table docs/reliability.md"
+                         f"it: bash scripts/test.sh tests -m fault --fault-table docs/reliability.md"
                          f" (first: {missing[:3]})")

@@ -219,7 +219,7 @@ def test_calibrating_on_val_images_is_refused_unless_allowed(fault, tiny_dataset
     ([], {"algo": "kl"}, "--algo must be one of abs_max, avg, hist, mse, KL or all"),
     (["quant={activation_bits: 6}"], {}, r"quant.activation_bits \(6\) and quant.weight_bits "
                                          r"\(8\) differ"),
-])
+], ids=["distill", "pact", "recon", "algo", "unequal_bits"])
 def test_settings_ptq_cannot_honour_are_refused(fault, tmp_path, extra, opts, message):
     with pytest.raises(ValueError, match=message) as e:
         ptq(demo_cfg(extra), "unused.pdparams", PTQOptions(save_dir=str(tmp_path / "o"),

@@ -186,6 +186,8 @@ def test_ctrl_c_during_the_search_writes_the_best_set_verified_so_far(
         return fb.Candidate(list(layers), miou, None, 1.0, root / f"{len(layers)}")
 
     monkeypatch.setattr(fb.Deployment, "candidate", candidate)
+    monkeypatch.setattr(fb, "rank_layers", lambda probe, names, *args, **kwargs: [
+        fb.LayerScore(n, [i], 1) for i, n in enumerate(dict.fromkeys(names))])
     monkeypatch.setattr(fb.Deployment, "score", lambda self, d, int8: (0.5, None))
     opts = fb.FallbackOptions(save_config=str(tmp_path / "auto.yml"), rank_images=1,
                               work_dir=str(tmp_path / "work"), rank_by="cosine")
@@ -211,20 +213,25 @@ def test_search_bisects_to_the_smallest_prefix():
                      0.45, None, []) is None
 
 
+@pytest.mark.fault("the quantized model given twice, or not at all",
+                   command="python slim/quant_report.py --model_dir D --model_path P")
 @pytest.mark.parametrize("args, expected", [
     (["--model_dir", "x", "--model_path", "y"], "not both or neither"),
     ([], "not both or neither"),
-])
-def test_quant_report_refuses_an_ambiguous_model(args, expected, tmp_path):
+], ids=["both", "neither"])
+def test_quant_report_refuses_an_ambiguous_model(fault, args, expected, tmp_path):
     r = subprocess.run([sys.executable, "slim/quant_report.py", "--config", DEMO,
                         "--fp32_model", "w.pdparams", "--save_dir", str(tmp_path / "r"), *args,
                         "--opts", *SMALL], cwd=REPO, capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 2 and expected in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "r").exists()
+    fault.seen(r.stderr, what=f"quant_report.py with {' '.join(args) or 'no INT8 model'}")
 
 
-def test_quant_fallback_never_replaces_a_config(tmp_path):
+@pytest.mark.fault("--save_config names a file that exists",
+                   command="python slim/quant_fallback.py --save_config EXISTING.yml")
+def test_quant_fallback_never_replaces_a_config(fault, tmp_path):
     (tmp_path / "auto.yml").write_text("kept: 1\n")
     r = subprocess.run([sys.executable, "slim/quant_fallback.py", "--config", DEMO,
                         "--fp32_model", "w.pdparams", "--model_dir", "x", "--save_config",
@@ -232,3 +239,27 @@ def test_quant_fallback_never_replaces_a_config(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "auto.yml exists" in r.stderr and "Traceback" not in r.stderr
     assert (tmp_path / "auto.yml").read_text() == "kept: 1\n"
+    fault.seen(r.stderr, kept="the existing config, unchanged")
+
+
+@pytest.mark.parametrize("start", ["ptq_algo", "qat_checkpoint"])
+def test_fallback_starts_from_a_ptq_calibration_or_a_qat_checkpoint(start, fp32_run,
+                                                                    tmp_path):
+    """A budget the INT8 model already meets: no layer falls back, the config keeps the
+    model's own settings and says so."""
+    cfg = cfg_with()
+    kwargs = {"ptq_algo": "abs_max",
+              "calib_source": CalibrationSource(calib_num=4)} if start == "ptq_algo" else {}
+    if start == "qat_checkpoint":
+        qat = build_qat_model(cfg, fp32_weights=str(fp32_run))
+        observe_activation_ranges(qat, [paddle.rand([2, 3, 48, 64]) * 2 - 1 for _ in range(3)])
+        paddle.save(qat.model.state_dict(), str(tmp_path / "qat.pdparams"))
+        kwargs = {"qat_weights": str(tmp_path / "qat.pdparams")}
+    opts = fb.FallbackOptions(save_config=str(tmp_path / "auto.yml"), rank_images=2,
+                              work_dir=str(tmp_path / "work"), max_miou_drop=0.99)
+    r = fb.quant_fallback(cfg, DEMO, str(fp32_run), opts, **kwargs)
+    assert r.best is r.baseline and r.best.layers == [] and not r.tried and not r.ranking
+    assert yaml.safe_load((tmp_path / "auto.yml").read_text())["quant"]["skip_layers"] == []
+    assert "the 0 layers below in float" in (tmp_path / "auto.yml").read_text()
+    method = yaml.safe_load((tmp_path / "work/int8/deploy.yaml").read_text())["Quant"]["method"]
+    assert method == ("ptq" if start == "ptq_algo" else "qat")
