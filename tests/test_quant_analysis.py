@@ -22,10 +22,11 @@ from segq.quant.analysis import fallback as fb
 from segq.quant.analysis.program import ExportedProgram
 from segq.quant.analysis.report import quant_report
 from segq.quant.calibration import CalibrationSource
+from segq.quant.exported_ops import weight_ops
 from segq.quant.ptq import PTQOptions, ptq
 from segq.quant.qat import observe_activation_ranges
 from segq.quant.select import select_skipped
-from tests.helpers import DEMO, REPO, SMALL, small_cfg
+from tests.helpers import DEMO, REPO, SMALL, cosine, small_cfg
 
 SHAPE = [-1, 3, 48, 64]
 SKIP = "head.conv_1x1"
@@ -121,6 +122,36 @@ def test_a_variant_with_layers_in_float_deploys_and_matches_the_fp32_program(
     labels = deployed.run(x)
     assert labels.shape == reference.run(x).shape
     assert (labels == PaddleInferenceModel(fp32_dir, cpu_threads=2).run(x)).mean() > 0.9
+
+
+def test_a_float_variant_is_what_paddleslim_gives_for_skip_layers(fp32_run, ptq_export,
+                                                                   tmp_path):
+    """The fallback verifies a candidate on a variant of the all-quantized export; the
+    config it writes is run by slim/ptq.py, where PaddleSlim skips those layers itself. Both
+    must be the same model: the variant with SKIP's layers in float has the quantizers of
+    the export calibrated with quant.skip_layers [SKIP] and computes what it computes (up to
+    one-step rounding flips: two calibrations differ in a scale's last float bits)."""
+    cfg = cfg_with()
+    (full,) = ptq(cfg, str(fp32_run), PTQOptions(
+        save_dir=str(tmp_path / "full"), algo="abs_max", batch_size=4,
+        export=ExportOptions(input_shape=SHAPE), source=CalibrationSource(calib_num=8)))
+    fp32_dir = export_model(cfg, build_model_for(cfg, str(fp32_run)), tmp_path / "fp32",
+                            ExportOptions(input_shape=SHAPE))
+    skipped = ExportedProgram(ptq_export)
+    int8 = ExportedProgram(full.model_dir, float_source=ExportedProgram(fp32_dir))
+    floats = [l.position for l in skipped.layers if not l.quantized]
+    assert floats and all(l.quantized for l in int8.layers)
+    x = np.random.default_rng(1).uniform(-1, 1, (2, 3, 48, 64)).astype("float32")
+    program = int8.variant(float_layers=floats)
+    saved = int8.save(program, tmp_path / "variant")
+    shutil.copyfile(full.model_dir / "deploy.yaml", saved / "deploy.yaml")
+    def flags(model_dir):  # weights and inputs quantized alike (names differ per export)
+        return [(op.op_type, op.weight_quantized, op.input_quantized)
+                for op in weight_ops(model_dir)]
+
+    assert flags(saved) == flags(ptq_export)
+    variant = int8.run(x, [int8.output], program)[0]
+    assert cosine(variant, skipped.run(x, [skipped.output])[0]) > 0.999
 
 
 def break_one_layer(export: Path, out: Path) -> str:

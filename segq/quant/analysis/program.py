@@ -48,7 +48,6 @@ class ProgramLayer:
     weight_scales: np.ndarray | None = None   # None: the weight is float
     weight_bits: int | None = None
     weight_axis: int | None = None
-    output_quantized: str | None = None       # the dequantized twin of ``output``, if any
     attrs: dict = field(default_factory=dict)
 
     @property
@@ -135,10 +134,6 @@ class ExportedProgram:
     def _find_layers(self) -> list[ProgramLayer]:
         block = self.program.global_block()
         producer = self._producers()
-        consumers: dict[str, list] = {}
-        for op in block.ops:
-            for name in op.input_arg_names:
-                consumers.setdefault(name, []).append(op)
         layers = []
         with self._static():
             for index, op in enumerate(block.ops):
@@ -169,11 +164,6 @@ class ExportedProgram:
                         layer.act_scale = float(self._tensor(x_deq.input("Scale")[0])
                                                 .reshape(-1)[0])
                         layer.act_bits = int(x_deq.attr("bit_length"))
-                for q in consumers.get(out, []):
-                    if q.type == "quantize_linear":
-                        for d in consumers.get(q.output("Y")[0], []):
-                            if d.type == "dequantize_linear":
-                                layer.output_quantized = d.output("Y")[0]
                 layers.append(layer)
         return layers
 
@@ -206,10 +196,14 @@ class ExportedProgram:
 
     # ------------------------------------------------------------------- variants
     def variant(self, float_layers=(), keep_quantized=None):
-        """A copy of the program in which the layers at positions ``float_layers`` read their
-        float input and a float weight and leave their output unquantized; with
-        ``keep_quantized`` (positions), every quantizer not belonging to those layers is
-        bypassed as well (the rest of the network runs in float)."""
+        """A copy of the program in which the layers at positions ``float_layers`` are left in
+        float the way PaddleSlim's post-training quantizer leaves a ``skip_tensor_list``
+        layer (what ``quant.skip_layers`` gives with slim/ptq.py): the layer computes with
+        its FP32 weight, and its input and output keep the quantize/dequantize pairs of the
+        tensors around it (the output scales oneDNN reads), except that an input straight
+        from the model's feed is read in float. With ``keep_quantized`` (positions), every
+        other quantizer is bypassed as well: only those layers' own input and weight
+        quantizers remain and the rest of the network runs in float."""
         floats = set(float_layers)
         if keep_quantized is not None:
             floats |= {l.position for l in self.layers if l.position not in set(keep_quantized)}
@@ -217,12 +211,13 @@ class ExportedProgram:
         with self._static():
             program = self.program.clone()
             block = program.global_block()
+            producer = self._producers(program)
             for layer in self.layers:
                 if layer.position not in floats or not layer.quantized:
                     continue
                 op = block.ops[layer.op_index]
-                w_slot, x_slot = LAYER_OPS[layer.op_type]
-                op._rename_input(layer.input_read, layer.raw_input)
+                if layer.raw_input not in producer:  # the feed: no pair but this layer's
+                    op._rename_input(layer.input_read, layer.raw_input)
                 name = f"{layer.weight}@segq_float"
                 weight = self._float_weight_for(layer)
                 if not block.has_var(name):
@@ -230,10 +225,6 @@ class ExportedProgram:
                                      persistable=True)
                 self.scope.var(name).get_tensor().set(weight, self.place)
                 op._rename_input(layer.weight_read, name)
-                if layer.output_quantized:
-                    for other in block.ops:
-                        if layer.output_quantized in other.input_arg_names:
-                            other._rename_input(layer.output_quantized, layer.output)
             if keep_quantized is not None:
                 _bypass_activation_quantizers(block, kept_ops)
         return program
