@@ -225,6 +225,7 @@ class ExportedProgram:
                                      persistable=True)
                 self.scope.var(name).get_tensor().set(weight, self.place)
                 op._rename_input(layer.weight_read, name)
+                _mark_skipped(op)
             if keep_quantized is not None:
                 _bypass_activation_quantizers(block, kept_ops)
         return program
@@ -248,6 +249,17 @@ class ExportedProgram:
                 str(save_dir / "model"), [block.var(self.feed)], [block.var(self.fetch)],
                 self.executor, program=program)
         return save_dir
+
+
+def _mark_skipped(op) -> None:
+    """Mark ``op`` as PaddleSlim marks an op of its ``skip_tensor_list``: oneDNN INT8 reads
+    the marks, not the weight's dtype, and would otherwise run the op in INT8 anyway (its
+    input still reads a quantize/dequantize pair), quantizing the float weight itself."""
+    op._set_attr("skip_quant", 1)
+    op._set_attr("op_namescope", "skip_quant")
+    op._set_attr("with_quant_attr", True)
+    if op.has_attr("quantization_type"):
+        op._remove_attr("quantization_type")
 
 
 def _bypass_activation_quantizers(block, kept_ops: set[int]) -> None:
