@@ -16,7 +16,8 @@ def main(argv=None):
     p.add_argument("--profile", action="store_true",
                    help="also time both models per op type under Paddle Inference (oneDNN) "
                         "and list the ops slower in INT8")
-    p.add_argument("--cpu_threads", type=int, default=2, help="with --profile")
+    p.add_argument("--cpu_threads", type=int, default=2,
+                   help="threads of the deployed INT8 run (and of --profile)")
     args = p.parse_args(argv)
     from segq.config import load_config
     from segq.quant.analysis.report import quant_report
@@ -25,8 +26,9 @@ def main(argv=None):
                      qat_weights=args.model_path, model_dir=args.model_dir,
                      num_images=args.num_images, profile=args.profile,
                      cpu_threads=args.cpu_threads)
-    print(f"mIoU on {len(r.samples)} images: FP32 {r.miou_fp32:.4f}, INT8 {r.miou_int8:.4f}; "
-          f"output cosine {r.output_cosine:.5f}; report in {r.save_dir}/report.md")
+    print(f"mIoU on {len(r.samples)} images: FP32 {r.miou_fp32:.4f}, INT8 {r.miou_int8:.4f} "
+          f"(fake-quant program), {r.miou_deployed:.4f} (deployed, oneDNN INT8); output cosine "
+          f"{r.output_cosine:.5f}; report in {r.save_dir}/report.md")
 
 
 if __name__ == "__main__":

@@ -86,6 +86,10 @@ def test_report_of_a_ptq_export_names_every_layer_and_a_float_layer_is_exact(
     assert all(int(p["num_scales"]) == len(p["scales"].split(";")) for p in weights)
     samples = read_csv(out / "samples.csv")
     assert len(samples) == 3 and all(0.9 < float(s["output_cosine"]) <= 1.0 for s in samples)
+    assert all(0.0 <= float(s["miou_deployed"]) <= 1.0 for s in samples)
+    assert all(0.9 < float(s["pixel_agreement_deployed"]) <= 1.0 for s in samples)
+    assert r.miou_deployed is not None and "deployed under Paddle Inference oneDNN INT8" in (
+        out / "report.md").read_text()
     assert r.output_cosine > 0.95
     assert "layers that lose most on their own" in (out / "report.md").read_text()
 
