@@ -359,8 +359,9 @@ def report_markdown(r: QuantReport, model_dir, top: int = 10) -> str:
         "",
         "The layer columns describe the fake-quant program. When the deployed INT8 model "
         "loses much more than the program, the loss is in how the backend runs the graph "
-        "(oneDNN also runs pooling, concat, resize and elementwise ops in INT8 with the output "
-        "scales), not in the layers below.",
+        "(oneDNN folds BatchNorm, activations and residual additions into its INT8 convs and "
+        "requantizes with the scales it reads from the quantize/dequantize pairs), not in "
+        "the layers below.",
         "",
         "Cumulative: the layer's output in the INT8 model against the FP32 model's. Isolated: "
         "the layer alone quantized, on its FP32 input (1.0 for a layer kept in float). "
