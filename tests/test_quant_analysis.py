@@ -309,3 +309,26 @@ def test_fallback_starts_from_a_ptq_calibration_or_a_qat_checkpoint(start, fp32_
     assert "the 0 layers below in float" in (tmp_path / "auto.yml").read_text()
     method = yaml.safe_load((tmp_path / "work/int8/deploy.yaml").read_text())["Quant"]["method"]
     assert method == ("ptq" if start == "ptq_algo" else "qat")
+
+
+@pytest.mark.fault("--model_dir is an FP32 export, or has no model files",
+                   command="python slim/quant_report.py --model_dir FP32_EXPORT")
+@pytest.mark.parametrize("script", ["slim/quant_report.py", "slim/quant_fallback.py"])
+@pytest.mark.parametrize("export", ["fp32", "empty"])
+def test_a_model_dir_that_is_not_an_int8_export_is_refused_before_any_file(
+        fault, script, export, tmp_path):
+    model_dir = tmp_path / "export"
+    model_dir.mkdir()
+    if export == "fp32":
+        for name in ("model.pdmodel", "model.pdiparams"):
+            (model_dir / name).write_bytes(b"")
+        (model_dir / "deploy.yaml").write_text("Deploy:\n  model: model.pdmodel\n")
+    out = ["--save_dir", str(tmp_path / "r")] if script.endswith("report.py") else [
+        "--save_config", str(tmp_path / "auto.yml"), "--work_dir", str(tmp_path / "r")]
+    r = subprocess.run([sys.executable, script, "--config", DEMO, "--fp32_model", "w.pdparams",
+                        "--model_dir", str(model_dir), *out, "--opts", *SMALL], cwd=REPO,
+                       capture_output=True, text=True, timeout=120)
+    expected = "is FP32" if export == "fp32" else "inference model file not found"
+    assert r.returncode == 2 and expected in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "r").exists() and not (tmp_path / "auto.yml").exists()
+    fault.seen(r.stderr, what=f"{script} --model_dir with {export} export")

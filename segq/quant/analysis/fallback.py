@@ -27,7 +27,7 @@ import numpy as np
 
 from ...config import SegConfig
 from ...metrics import EvalResult, confusion_matrix
-from .program import ExportedProgram
+from .program import ExportedProgram, check_int8_export
 from .tensor_stats import cosine
 
 logger = logging.getLogger("segq")
@@ -216,6 +216,8 @@ def quant_fallback(cfg: SegConfig, config_path: str, fp32_weights: str, opts: Fa
     work = Path(opts.work_dir)
     if work.exists() and any(work.iterdir()):
         raise ValueError(f"--work_dir {work} already exists and is not empty: give a new one")
+    if model_dir is not None:
+        check_int8_export(model_dir)
     t0 = time.perf_counter()
     dataset = build_dataset(cfg.val_dataset, "val_dataset")
     model = build_model_for(cfg, fp32_weights)

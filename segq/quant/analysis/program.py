@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ...deploy.deploy_file import model_files
+from ...deploy.deploy_file import model_files, require_quantized_export
 
 # the ops that hold a quantizable layer's weight: slot of the weight, slot of the input
 LAYER_OPS = {"conv2d": ("Filter", "Input"), "depthwise_conv2d": ("Filter", "Input"),
@@ -53,6 +53,13 @@ class ProgramLayer:
     @property
     def quantized(self) -> bool:
         return self.weight_scales is not None
+
+
+def check_int8_export(model_dir) -> None:
+    """``--model_dir`` is an export with model files whose deploy.yaml says it is quantized
+    (checked before anything is written)."""
+    model_files(model_dir)
+    require_quantized_export(model_dir, asked="--model_dir", fp32_instead="an INT8 export")
 
 
 @contextlib.contextmanager

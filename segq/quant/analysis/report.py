@@ -24,7 +24,7 @@ import numpy as np
 
 from ...config import SegConfig
 from ...metrics import EvalResult, confusion_matrix
-from .program import ExportedProgram, ProgramLayer
+from .program import ExportedProgram, ProgramLayer, check_int8_export
 from .single_layer import isolated_output, run_layer
 from .tensor_stats import Agreement, ClipRatio, Summary, cosine
 
@@ -177,6 +177,8 @@ def quant_report(cfg: SegConfig, fp32_weights: str, save_dir: str,
         raise ValueError(f"--num_images must be >= 1, got {num_images}")
     save = Path(save_dir)
     check_save_dir(save)
+    if model_dir is not None:
+        check_int8_export(model_dir)
     t0 = time.perf_counter()
     dataset = build_dataset(cfg.val_dataset, "val_dataset")
     model = build_model_for(cfg, fp32_weights)
