@@ -192,12 +192,12 @@ def quant_fallback(cfg: SegConfig, config_path: str, fp32_weights: str, opts: Fa
                    model_dir: str | None = None, calib_source=None) -> FallbackResult:
     """Find and write the fallback config (see the module doc); the INT8 model is a QAT
     checkpoint, a PTQ calibration run here with ``ptq_algo``, or an existing export."""
-    from ...builders import build_dataset, build_model_for, build_qat_model
+    from ...builders import build_qat_model
     from ...data.loader import build_eval_loader
     from ...deploy.deploy_file import read_deploy_file
     from ...deploy.workflows import export_model
     from ..qat import export_qat_model
-    from .layer_names import layer_call_order, name_program_layers
+    from .layer_names import fp32_model_and_val_set, layer_call_order, name_program_layers
 
     given = [x is not None for x in (qat_weights, ptq_algo, model_dir)]
     if sum(given) != 1:
@@ -219,9 +219,7 @@ def quant_fallback(cfg: SegConfig, config_path: str, fp32_weights: str, opts: Fa
     if model_dir is not None:
         check_int8_export(model_dir)
     t0 = time.perf_counter()
-    dataset = build_dataset(cfg.val_dataset, "val_dataset")
-    model = build_model_for(cfg, fp32_weights)
-    model.eval()
+    model, dataset = fp32_model_and_val_set(cfg, fp32_weights)
     fp32_dir = export_model(cfg, model, work / "fp32")
     if qat_weights:
         model_dir = export_qat_model(cfg, build_qat_model(cfg, qat_weights=qat_weights),

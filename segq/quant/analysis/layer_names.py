@@ -37,3 +37,14 @@ def name_program_layers(program_layers, call_order: list[str], model_dir) -> lis
             f"with weights but the config's model calls {len(call_order)} Conv2D/Linear "
             f"sublayers: the export was not made from this config's model")
     return list(call_order)
+
+
+def fp32_model_and_val_set(cfg, fp32_weights: str):
+    """The config's FP32 model with ``fp32_weights`` (eval mode) and its val dataset: what
+    the report and the fallback compare the INT8 model against."""
+    from ...builders import build_dataset, build_model_for
+
+    dataset = build_dataset(cfg.val_dataset, "val_dataset")
+    model = build_model_for(cfg, fp32_weights)
+    model.eval()
+    return model, dataset

@@ -161,12 +161,12 @@ def quant_report(cfg: SegConfig, fp32_weights: str, save_dir: str,
     """Compare the INT8 model (a QAT checkpoint, or a PTQ / QAT export) with the FP32 one
     on the first ``num_images`` val images and write the report files into ``save_dir``;
     with ``profile``, also the time per op type of both under Paddle Inference (oneDNN)."""
-    from ...builders import build_dataset, build_model_for, build_qat_model
+    from ...builders import build_qat_model
     from ...data.loader import build_eval_loader
     from ...deploy.workflows import export_model
     from ..ptq import check_save_dir
     from ..qat import export_qat_model
-    from .layer_names import layer_call_order, name_program_layers
+    from .layer_names import fp32_model_and_val_set, layer_call_order, name_program_layers
 
     if (qat_weights is None) == (model_dir is None):
         raise ValueError("give the quantized model as --model_path (a QAT checkpoint) or as "
@@ -180,9 +180,7 @@ def quant_report(cfg: SegConfig, fp32_weights: str, save_dir: str,
     if model_dir is not None:
         check_int8_export(model_dir)
     t0 = time.perf_counter()
-    dataset = build_dataset(cfg.val_dataset, "val_dataset")
-    model = build_model_for(cfg, fp32_weights)
-    model.eval()
+    model, dataset = fp32_model_and_val_set(cfg, fp32_weights)
     work = save.with_name(save.name + ".tmp")
     shutil.rmtree(work, ignore_errors=True)
     try:
