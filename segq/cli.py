@@ -84,8 +84,11 @@ def build_parser(description: str, groups: tuple[str, ...],
         g = p.add_argument_group("quantization analysis")
         g.add_argument("--fp32_model", default=None,
                        help="the FP32 weights the quantized model came from")
-        g.add_argument("--save_dir", default="output/quant_report",
-                       help="where the report goes (quant_report.py)")
+        g.add_argument("--model_dir", default=None,
+                       help="the INT8 model as an export (PTQ or QAT), instead of --model_path "
+                            "(a QAT checkpoint)")
+        g.add_argument("--cpu_threads", type=int, default=2,
+                       help="threads of the Paddle Inference runs")
     if "predict" in groups:
         g = p.add_argument_group("prediction")
         g.add_argument("--image_path", required=True, help="an image or a directory of images")

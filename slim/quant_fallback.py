@@ -11,7 +11,6 @@ set_default_threads()
 def main(argv=None):
     p = build_parser(__doc__, ("analysis",))
     g = p.add_argument_group("fallback search")
-    g.add_argument("--model_dir", default=None, help="an INT8 export (PTQ or QAT)")
     g.add_argument("--ptq_algo", default=None,
                    help="calibrate the FP32 model here with this algorithm (slim/ptq.py's "
                         "--algo) and start from that")
@@ -28,7 +27,6 @@ def main(argv=None):
     g.add_argument("--rank_images", type=int, default=16,
                    help="labeled val images the layer ranking runs on")
     g.add_argument("--rank_by", choices=("miou", "cosine"), default="miou")
-    g.add_argument("--cpu_threads", type=int, default=2)
     args = p.parse_args(argv)
     from pathlib import Path
 

@@ -10,14 +10,11 @@ set_default_threads()
 
 def main(argv=None):
     p = build_parser(__doc__, ("analysis",))
-    p.add_argument("--model_dir", default=None, help="a PTQ or QAT export (instead of "
-                   "--model_path, a QAT checkpoint)")
+    p.add_argument("--save_dir", default="output/quant_report", help="where the report goes")
     p.add_argument("--num_images", type=int, default=32, help="val images to compare on")
     p.add_argument("--profile", action="store_true",
                    help="also time both models per op type under Paddle Inference (oneDNN) "
                         "and list the ops slower in INT8")
-    p.add_argument("--cpu_threads", type=int, default=2,
-                   help="threads of the deployed INT8 run (and of --profile)")
     args = p.parse_args(argv)
     from segq.config import load_config
     from segq.quant.analysis.report import quant_report

@@ -64,9 +64,8 @@ def test_two_ranks_learn_what_one_rank_learns_at_the_same_global_batch(
     run(*common, "--batch_size", "2", "--save_dir", str(tmp_path / "one"))
     assert_same_weights(tmp_path / "dp/iter_4", tmp_path / "one/iter_4")
     # and the weights did move: the comparison is not between two untouched inits
-    first = run(*common, "--batch_size", "2", "--iters", "1", "--save_interval", "1",
-                "--save_dir", str(tmp_path / "short"))
-    assert first.returncode == 0
+    run(*common, "--batch_size", "2", "--iters", "1", "--save_interval", "1",
+        "--save_dir", str(tmp_path / "short"))
     moved = weights(tmp_path / "short/iter_1")
     final = weights(tmp_path / "one/iter_4")
     assert max(float(np.abs(moved[k] - final[k]).max()) for k in final) > 1e-4

@@ -108,6 +108,15 @@ def model_files(model_dir: str | os.PathLike) -> tuple[Path, Path]:
     return paths
 
 
+def model_path_prefix(model_dir: str | os.PathLike) -> str:
+    """The common path prefix of an export's model and params files, as
+    ``paddle.static.load_inference_model`` takes it."""
+    model_file, params_file = model_files(model_dir)
+    if model_file.with_suffix("") != params_file.with_suffix(""):
+        raise ValueError(f"{model_file} and {params_file} must share a path prefix")
+    return str(model_file.with_suffix(""))
+
+
 def is_weight_only_export(model_dir: str | os.PathLike) -> bool:
     return is_weight_only((read_deploy_file(model_dir) or {}).get("Quant"))
 

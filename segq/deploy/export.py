@@ -18,6 +18,7 @@ benchmark). ``deploy.yaml`` records it.
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import shutil
@@ -102,6 +103,20 @@ def normalize_input_shape(input_shape: Sequence[int | None] | None,
         raise ValueError(f"input_shape must be [N, C, H, W] with positive sizes or -1 for a "
                          f"dynamic N/H/W (C fixed), got {list(input_shape)}")
     return shape
+
+
+@contextlib.contextmanager
+def legacy_static():
+    """Paddle's legacy static graph (the ``.pdmodel`` world of Paddle Inference and
+    PaddleSlim's tools) for the block; dynamic mode comes back after it if it was on."""
+    was_dynamic = paddle.in_dynamic_mode()
+    paddle.enable_static()
+    try:
+        with paddle.pir_utils.OldIrGuard():
+            yield
+    finally:
+        if was_dynamic:
+            paddle.disable_static()
 
 
 def save_legacy_inference_model(layer: nn.Layer, path_prefix: str | os.PathLike,

@@ -139,23 +139,18 @@ def load_float_model(model_dir: str | os.PathLike) -> FloatModel:
     the way out."""
     import paddle
 
+    from .export import legacy_static
+
     model_file, params_file = model_files(model_dir)
-    was_dynamic = paddle.in_dynamic_mode()
-    paddle.enable_static()
-    try:
-        with paddle.pir_utils.OldIrGuard():
-            place = paddle.CPUPlace()
-            executor = paddle.static.Executor(place)
-            scope = paddle.static.Scope()
-            with paddle.static.scope_guard(scope):
-                program, feed_names, fetch_vars = _load(executor, model_file, params_file)
-                done = _dequantize_program(program, scope, place)
-                feed_vars = [program.global_block().var(n) for n in feed_names]
-                prog = paddle.static.serialize_program(feed_vars, fetch_vars,
-                                                       program=program)
-                params = paddle.static.serialize_persistables(feed_vars, fetch_vars,
-                                                              executor, program=program)
-    finally:
-        if was_dynamic:
-            paddle.disable_static()
+    with legacy_static():
+        place = paddle.CPUPlace()
+        executor = paddle.static.Executor(place)
+        scope = paddle.static.Scope()
+        with paddle.static.scope_guard(scope):
+            program, feed_names, fetch_vars = _load(executor, model_file, params_file)
+            done = _dequantize_program(program, scope, place)
+            feed_vars = [program.global_block().var(n) for n in feed_names]
+            prog = paddle.static.serialize_program(feed_vars, fetch_vars, program=program)
+            params = paddle.static.serialize_persistables(feed_vars, fetch_vars, executor,
+                                                          program=program)
     return FloatModel(prog, params, tuple(done))

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import paddle
 
-from ..deploy.deploy_file import model_files
+from ..deploy.deploy_file import model_path_prefix
+from ..deploy.export import legacy_static
 
 WEIGHT_SLOTS = {"conv2d": ("Filter", "Input"), "depthwise_conv2d": ("Filter", "Input"),
                 "conv2d_transpose": ("Filter", "Input"), "matmul_v2": ("Y", "X"),
@@ -33,35 +34,28 @@ class WeightOp:
 def weight_ops(model_dir: str | os.PathLike) -> list[WeightOp]:
     """Every conv / matmul op of the exported model that reads a parameter, in program
     order."""
-    model_file, params_file = model_files(model_dir)
-    if model_file.with_suffix("") != params_file.with_suffix(""):
-        raise ValueError(f"{model_file} and {params_file} must share a path prefix")
-    was_dynamic = paddle.in_dynamic_mode()
-    paddle.enable_static()
-    try:
-        with paddle.pir_utils.OldIrGuard():
-            program, _, _ = paddle.static.load_inference_model(
-                str(model_file.with_suffix("")), paddle.static.Executor(paddle.CPUPlace()))
-            block = program.global_block()
-            producer = {name: op for op in block.ops for name in op.output_arg_names}
-            found = []
-            for op in block.ops:
-                if op.type not in WEIGHT_SLOTS:
-                    continue
-                w_slot, x_slot = WEIGHT_SLOTS[op.type]
-                w, x = op.input(w_slot)[0], op.input(x_slot)[0]
-                w_src = producer.get(w)
-                w_quant = w_src is not None and w_src.type in DEQUANT_OPS
-                param = w_src.input("X")[0] if w_quant else w
-                if not block.var(param).persistable:
-                    continue  # an activation x activation matmul (attention), no weight
-                x_src = producer.get(x)
-                found.append(WeightOp(
-                    op.type,
-                    # INT8 weights are stored as "<param>.quantized"
-                    param.split(".quantized")[0], w_quant,
-                    x_src is not None and x_src.type in DEQUANT_OPS))
-            return found
-    finally:
-        if was_dynamic:
-            paddle.disable_static()
+    prefix = model_path_prefix(model_dir)
+    with legacy_static():
+        program, _, _ = paddle.static.load_inference_model(
+            prefix, paddle.static.Executor(paddle.CPUPlace()))
+        block = program.global_block()
+        producer = {name: op for op in block.ops for name in op.output_arg_names}
+        found = []
+        for op in block.ops:
+            if op.type not in WEIGHT_SLOTS:
+                continue
+            w_slot, x_slot = WEIGHT_SLOTS[op.type]
+            w, x = op.input(w_slot)[0], op.input(x_slot)[0]
+            w_src = producer.get(w)
+            w_quant = w_src is not None and w_src.type in DEQUANT_OPS
+            param = w_src.input("X")[0] if w_quant else w
+            if not block.var(param).persistable:
+                continue  # an activation x activation matmul (attention), no weight
+            x_src = producer.get(x)
+            found.append(WeightOp(
+                op.type,
+                # INT8 weights are stored as "<param>.quantized"
+                param.split(".quantized")[0], w_quant,
+                x_src is not None and x_src.type in DEQUANT_OPS))
+        return found
+

@@ -6,6 +6,7 @@ is how ``quant.skip_layers`` is applied.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 from dataclasses import dataclass
@@ -190,20 +191,14 @@ class _fast_kl_threshold:
         return False
 
 
-class _static_mode:
+@contextlib.contextmanager
+def _static_mode():
     """Paddle's static graph under the legacy IR, for PaddleSlim's post-training tools (they
-    read and write ``.pdmodel`` programs); dygraph is restored on the way out."""
+    read and write ``.pdmodel`` programs), with a CPU executor; dygraph comes back after."""
+    from ..deploy.export import legacy_static
 
-    def __enter__(self):
-        paddle.enable_static()
-        self._guard = paddle.pir_utils.OldIrGuard()
-        self._guard.__enter__()
-        return paddle.static.Executor(paddle.CPUPlace())
-
-    def __exit__(self, *exc):
-        self._guard.__exit__(*exc)
-        paddle.disable_static()
-        return False
+    with legacy_static():
+        yield paddle.static.Executor(paddle.CPUPlace())
 
 
 # the loggers of Paddle's quantization code and of PaddleSlim (INFO: "Load model and set data

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ...deploy.deploy_file import model_files, require_quantized_export
+from ...deploy.deploy_file import model_files, model_path_prefix, require_quantized_export
+from ...deploy.export import legacy_static
 
 # the ops that hold a quantizable layer's weight: slot of the weight, slot of the input
 LAYER_OPS = {"conv2d": ("Filter", "Input"), "depthwise_conv2d": ("Filter", "Input"),
@@ -62,21 +63,6 @@ def check_int8_export(model_dir) -> None:
     require_quantized_export(model_dir, asked="--model_dir", fp32_instead="an INT8 export")
 
 
-@contextlib.contextmanager
-def legacy_static():
-    """Paddle's legacy static graph for the block; dynamic mode comes back after it."""
-    import paddle
-
-    was_dynamic = paddle.in_dynamic_mode()
-    paddle.enable_static()
-    try:
-        with paddle.pir_utils.OldIrGuard():
-            yield
-    finally:
-        if was_dynamic:
-            paddle.disable_static()
-
-
 class ExportedProgram:
     """The program and weights of an export directory (``model_dir``), in a scope of their
     own. ``float_source``, the FP32 export of the same model, supplies the weights of layers
@@ -87,15 +73,13 @@ class ExportedProgram:
         import paddle
 
         self.model_dir = Path(model_dir)
-        model_file, params_file = model_files(model_dir)
-        if model_file.with_suffix("") != params_file.with_suffix(""):
-            raise ValueError(f"{model_file} and {params_file} must share a path prefix")
+        prefix = model_path_prefix(model_dir)
         self.scope = paddle.static.Scope()
         self.place = paddle.CPUPlace()
         with self._static():
             self.executor = paddle.static.Executor(self.place)
             self.program, feeds, fetches = paddle.static.load_inference_model(
-                str(model_file.with_suffix("")), self.executor)
+                prefix, self.executor)
         self.feed = feeds[0]
         self.fetch = fetches[0].name
         self.output = self._model_output()
@@ -125,12 +109,7 @@ class ExportedProgram:
         op = producer.get(name)
         if op is not None and op.type == "arg_max":
             name = op.input("X")[0]
-        deq = producer.get(name)
-        if deq is not None and deq.type == "dequantize_linear":
-            q = producer.get(deq.input("X")[0])
-            if q is not None and q.type == "quantize_linear":
-                name = q.input("X")[0]
-        return name
+        return _behind_pair(producer, name) or name
 
     def _tensor(self, name: str) -> np.ndarray:
         var = self.scope.find_var(name)
@@ -161,16 +140,14 @@ class ExportedProgram:
                         np.float64).reshape(-1)
                     layer.weight_bits = int(w_src.attr("bit_length"))
                     layer.weight_axis = int(w_src.attr("quant_axis"))
-                x_deq = producer.get(x)
+                raw = _behind_pair(producer, x)
                 # a float layer may read a pair all the same: the output quantizer of the
                 # quantized layer before it, not a quantizer of its own
-                if w_deq and x_deq is not None and x_deq.type == "dequantize_linear":
-                    x_q = producer.get(x_deq.input("X")[0])
-                    if x_q is not None and x_q.type == "quantize_linear":
-                        layer.raw_input = x_q.input("X")[0]
-                        layer.act_scale = float(self._tensor(x_deq.input("Scale")[0])
-                                                .reshape(-1)[0])
-                        layer.act_bits = int(x_deq.attr("bit_length"))
+                if w_deq and raw is not None:
+                    x_deq = producer[x]
+                    layer.raw_input = raw
+                    layer.act_scale = float(self._tensor(x_deq.input("Scale")[0]).reshape(-1)[0])
+                    layer.act_bits = int(x_deq.attr("bit_length"))
                 layers.append(layer)
         return layers
 
@@ -191,15 +168,11 @@ class ExportedProgram:
         if self.float_source is None:
             return self.float_weight(layer)
         weight = self.float_source.float_weight(self.float_source.layers[layer.position])
-        if list(weight.shape) != list(self._tensor_shape(layer.stored)):
+        stored = list(self.program.global_block().var(layer.stored).shape)
+        if list(weight.shape) != stored:
             raise ValueError(f"layer {layer.position} ({layer.weight}): the FP32 export's "
-                             f"weight is {list(weight.shape)}, the INT8 export's "
-                             f"{list(self._tensor_shape(layer.stored))}")
+                             f"weight is {list(weight.shape)}, the INT8 export's {stored}")
         return weight
-
-    def _tensor_shape(self, name: str):
-        with self._static():
-            return self._tensor(name).shape
 
     # ------------------------------------------------------------------- variants
     def variant(self, float_layers=(), keep_quantized=None):
@@ -277,12 +250,19 @@ def _bypass_activation_quantizers(block, kept_ops: set[int]) -> None:
         if index in kept_ops or op.type in ("quantize_linear", "dequantize_linear"):
             continue
         for name in list(op.input_arg_names):
-            deq = producer.get(name)
-            if deq is None or deq.type != "dequantize_linear":
-                continue
-            q = producer.get(deq.input("X")[0])
-            if q is not None and q.type == "quantize_linear":
-                op._rename_input(name, q.input("X")[0])
+            raw = _behind_pair(producer, name)
+            if raw is not None:
+                op._rename_input(name, raw)
+
+
+def _behind_pair(producer: dict, name: str) -> str | None:
+    """The float tensor behind ``name`` when ``name`` is ``dequantize_linear(quantize_linear(
+    x))``, else None."""
+    deq = producer.get(name)
+    if deq is None or deq.type != "dequantize_linear":
+        return None
+    q = producer.get(deq.input("X")[0])
+    return q.input("X")[0] if q is not None and q.type == "quantize_linear" else None
 
 
 def _attrs(op) -> dict:
