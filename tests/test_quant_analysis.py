@@ -332,3 +332,17 @@ def test_a_model_dir_that_is_not_an_int8_export_is_refused_before_any_file(
     assert r.returncode == 2 and expected in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "r").exists() and not (tmp_path / "auto.yml").exists()
     fault.seen(r.stderr, what=f"{script} --model_dir with {export} export")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("max_miou_drop", 1.5, "--max_miou_drop must be in"),
+    ("rank_by", "loss", "--rank_by must be miou or cosine"),
+    ("rank_images", 0, "--rank_images must be >= 1"),
+])
+def test_fallback_options_out_of_range_fail_before_any_file(field, value, message, tmp_path):
+    opts = fb.FallbackOptions(save_config=str(tmp_path / "auto.yml"),
+                              work_dir=str(tmp_path / "work"), **{field: value})
+    with pytest.raises(ValueError, match=message):
+        fb.quant_fallback(cfg_with(), DEMO, "w.pdparams", opts, model_dir="x")
+    assert not (tmp_path / "work").exists() and not (tmp_path / "auto.yml").exists()
+

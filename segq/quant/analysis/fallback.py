@@ -209,6 +209,8 @@ def quant_fallback(cfg: SegConfig, config_path: str, fp32_weights: str, opts: Fa
         raise ValueError(f"--max_miou_drop must be in [0, 1), got {opts.max_miou_drop}")
     if opts.rank_by not in ("miou", "cosine"):
         raise ValueError(f"--rank_by must be miou or cosine, got {opts.rank_by!r}")
+    if opts.rank_images < 1:
+        raise ValueError(f"--rank_images must be >= 1, got {opts.rank_images}")
     out_config = Path(opts.save_config)
     if out_config.exists():
         raise ValueError(f"--save_config {out_config} exists: give a new file (a search "
