@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 
@@ -208,6 +209,13 @@ def set_default_threads() -> None:
     set_cpu_defaults()
 
 
+def _rank_tag() -> str:
+    """`` (rank R of N)`` in a job of ``paddle.distributed.launch``, so the failing rank's
+    line names it among the workerlogs; empty in a single process."""
+    world = int(os.environ.get("PADDLE_TRAINERS_NUM", "1") or 1)
+    return f" (rank {os.environ.get('PADDLE_TRAINER_ID', '?')} of {world})" if world > 1 else ""
+
+
 def run_cli(main, argv=None) -> int:
     """Run ``main(argv)``; turn segq's input errors (bad data included: ``DataError`` is a
     ``ValueError``) into one clear line and exit code 2, and Ctrl-C into one line and 130."""
@@ -223,7 +231,7 @@ def run_cli(main, argv=None) -> int:
         main(argv)
     except (ConfigError, CheckpointError, RegistryError, FileNotFoundError, ValueError,
             DownloadError, WorkerDiedError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error{_rank_tag()}: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
         # a second Ctrl-C while this is printed would end in a traceback after all

@@ -11,6 +11,8 @@ import paddle
 import pytest
 import yaml
 
+from segq import builders
+from segq.config.schema import Component
 from tests.helpers import DEMO, REPO, SMALL
 from tests.zoo import model_spec
 
@@ -71,6 +73,28 @@ def test_two_ranks_learn_what_one_rank_learns_at_the_same_global_batch(
     assert max(float(np.abs(moved[k] - final[k]).max()) for k in final) > 1e-4
 
 
+def test_qat_on_two_ranks_learns_and_observes_what_one_rank_does(equal_pixels_config,
+                                                                  tmp_path):
+    """QAT, 2 ranks x 1 against 1 rank x 2: the same weights and the same activation scales
+    (the moving-average observers see the global batch's max|x| on every rank)."""
+    paddle.seed(1)
+    model = builders.build_model(Component(**model_spec("PPLiteSeg")), 3)
+    paddle.save(model.state_dict(), str(tmp_path / "fp32.pdparams"))
+    common = ["slim/qat_train.py", "--config", str(equal_pixels_config), "--model_path",
+              str(tmp_path / "fp32.pdparams"), "--save_interval", "4"]
+    run(*common, "--batch_size", "1", "--save_dir", str(tmp_path / "dp"), launch=True,
+        log_dir=tmp_path / "log")
+    run(*common, "--batch_size", "2", "--save_dir", str(tmp_path / "one"))
+    assert_same_weights(tmp_path / "dp/iter_4", tmp_path / "one/iter_4")
+    # the scales depend on how the batch is seen: one rank's half batch gives other ones
+    run(*common, "--batch_size", "1", "--save_dir", str(tmp_path / "half"))
+    half, one = weights(tmp_path / "half/iter_4"), weights(tmp_path / "one/iter_4")
+    observers = [k for k in one if k.endswith(("_fake_quant_input._scale",
+                                               "_ma_output_scale._scale"))]
+    assert len(observers) > 50
+    assert sum(not np.array_equal(half[k], one[k]) for k in observers) > len(observers) // 2
+
+
 def test_resume_on_another_rank_count_continues_the_same_run(equal_pixels_config, tmp_path):
     """2 ranks x 1 to iteration 2, then 1 rank x 2 to 4 = 1 rank x 2 throughout."""
     common = ["train.py", "--config", str(equal_pixels_config), "--save_interval", "2"]
@@ -112,5 +136,27 @@ def test_sync_bn_on_cpu_ranks_fails_in_one_line_before_any_file(equal_pixels_con
     assert r.returncode != 0
     for rank in (0, 1):
         log = (tmp_path / f"log/workerlog.{rank}").read_text()
-        assert "error: sync_bn: true needs GPUs" in log and "Traceback" not in log
+        assert f"error (rank {rank} of 2): sync_bn: true needs GPUs" in log
+        assert "Traceback" not in log
     assert not (tmp_path / "run").exists()
+
+
+def test_ptq_under_launch_calibrates_once_on_rank_0(fp32_run, tmp_path):
+    run("slim/ptq.py", "--config", DEMO, "--model_path", str(fp32_run), "--save_dir",
+        str(tmp_path / "ptq"), "--algo", "abs_max", "--calib_num", "4", "--batch_size", "2",
+        "--opts", *SMALL, launch=True, log_dir=tmp_path / "log")
+    quant = yaml.safe_load((tmp_path / "ptq/deploy.yaml").read_text())["Quant"]
+    assert quant["method"] == "ptq" and quant["calibration"]["num_images"] == 4
+    assert "post-training quantization runs on rank 0" in (tmp_path / "log/workerlog.1"
+                                                            ).read_text()
+
+
+def test_the_throughput_table_reads_rank_0s_step_times():
+    from segq.bench.data_parallel import Throughput, markdown, step_times
+
+    log = "".join(f"2026 INFO [TRAIN] iter: {i}/9, loss: 1.0, lr: 0.01, batch_cost: "
+                  f"{0.5 if i < 3 else 0.25}s, reader_cost: 0.01s, ips: 4 samples/s\n"
+                  for i in range(1, 10))
+    assert step_times(log, warmup=2) == [0.25] * 7
+    table = markdown([Throughput(1, 2, 4, 0.5, 1.0), Throughput(2, 1, 4, 0.8, 1.1)])
+    assert "| 2 | 1 | 4 | 0.800 | 1.10 | 10.00 | 5.00 | 1.25x |" in table

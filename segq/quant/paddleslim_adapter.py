@@ -55,6 +55,10 @@ def prepare_qat(model: paddle.nn.Layer, cfg: QuantConfig) -> QATModel:
         onnx_format=cfg.onnx_format,
     )
     quanter.quantize(model)
+    if paddle.distributed.get_world_size() > 1:  # launched data-parallel: one scale per batch
+        from .observer_sync import sync_observers_across_ranks
+
+        sync_observers_across_ranks(model)
     return QATModel(model=model, quanter=quanter, skipped=skipped, config=cfg,
                     float_model=float_model)
 

@@ -16,6 +16,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import paddle
+
 from ..config import QuantConfig, SegConfig
 from ..deploy.export import ExportOptions, ModelWriter
 from .calibration import CalibrationSet, CalibrationSource, load_calibration_set
@@ -158,6 +160,14 @@ def ptq(cfg: SegConfig, fp32_weights: str, opts: PTQOptions) -> list[PTQResult]:
     check_ptq_request(quant, opts)
     save_dir = Path(opts.save_dir)
     check_save_dir(save_dir)
+    rank, world = paddle.distributed.get_rank(), paddle.distributed.get_world_size()
+    if rank > 0:
+        # PaddleSlim keeps the calibration statistics (maxima, averages, histograms) inside
+        # one PostTrainingQuantization object in static mode; merging them across ranks would
+        # mean re-implementing its samplers, so under launch rank 0 calibrates on every image
+        logger.info(f"rank {rank} of {world}: post-training quantization runs on rank 0; "
+                    f"nothing to do here")
+        return []
     model = build_model_for(cfg, fp32_weights)
     model.eval()
     skipped = select_skipped(model, quant.skip_layers)
@@ -241,6 +251,8 @@ def _move_into(src: Path, dst: Path) -> None:
 
 def report(results: list[PTQResult]) -> str:
     """A Markdown table of the results (with val mIoU where measured)."""
+    if not results:
+        return "no model written by this process"
     rows = ["| quantization | calibration s | s / image | size MB | mIoU | model dir |",
             "|---|---|---|---|---|---|"]
     for r in results:
