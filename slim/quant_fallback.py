@@ -26,7 +26,7 @@ def main(argv=None):
                    "output/quant_fallback/<save_config name>)")
     g.add_argument("--rank_images", type=int, default=16,
                    help="labeled val images the layer ranking runs on")
-    g.add_argument("--rank_by", choices=("miou", "cosine"), default="miou")
+    g.add_argument("--rank_by", choices=("miou", "cosine", "deployed"), default="miou")
     args = p.parse_args(argv)
     from pathlib import Path
 

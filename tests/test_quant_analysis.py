@@ -15,10 +15,12 @@ import yaml
 
 from segq.builders import build_model_for, build_qat_model
 from segq.config import load_config
+from segq.data.loader import build_eval_loader
 from segq.deploy.export import ExportOptions
 from segq.deploy.paddle_inference import PaddleInferenceModel
 from segq.deploy.workflows import export_model
 from segq.quant.analysis import fallback as fb
+from segq.quant.analysis.layer_names import fp32_model_and_val_set
 from segq.quant.analysis.program import ExportedProgram
 from segq.quant.analysis.report import quant_report
 from segq.quant.calibration import CalibrationSource
@@ -336,7 +338,7 @@ def test_a_model_dir_that_is_not_an_int8_export_is_refused_before_any_file(
 
 @pytest.mark.parametrize("field, value, message", [
     ("max_miou_drop", 1.5, "--max_miou_drop must be in"),
-    ("rank_by", "loss", "--rank_by must be miou or cosine"),
+    ("rank_by", "loss", "--rank_by must be one of miou, cosine, deployed"),
     ("rank_images", 0, "--rank_images must be >= 1"),
 ])
 def test_fallback_options_out_of_range_fail_before_any_file(field, value, message, tmp_path):
@@ -346,3 +348,23 @@ def test_fallback_options_out_of_range_fail_before_any_file(field, value, messag
         fb.quant_fallback(cfg_with(), DEMO, "w.pdparams", opts, model_dir="x")
     assert not (tmp_path / "work").exists() and not (tmp_path / "auto.yml").exists()
 
+
+
+def test_the_deployed_ranking_finds_the_broken_layer_under_onednn(fp32_run, ptq_export,
+                                                                  tmp_path):
+    cfg = cfg_with()
+    broken = tmp_path / "broken"
+    weight = break_one_layer(ptq_export, broken)
+    model, dataset = fp32_model_and_val_set(cfg, str(fp32_run))
+    fp32_dir = export_model(cfg, model, str(tmp_path / "fp32"))
+    fp32 = ExportedProgram(fp32_dir)
+    int8 = ExportedProgram(broken, float_source=fp32)
+    samples = [s for _, s in zip(range(2), build_eval_loader(dataset))]
+    culprit = [l for l in int8.layers if l.weight == weight][0]
+    # the other layers in three groups (one predictor build per group keeps this quick)
+    names = ["culprit" if l is culprit else f"group{l.position % 3}" for l in int8.layers]
+    probe = fb.DeployedProbe(fp32, int8, samples, dataset.num_classes, dataset.ignore_index,
+                             work_dir=tmp_path / "rank", cpu_threads=1)
+    ranking = fb.rank_layers(probe, names, [1] * len(names), "deployed")
+    assert len(ranking) == 4 and ranking[0].name == "culprit"
+    assert ranking[0].regain_miou > 0.02 and ranking[0].loss_miou == 0.0  # loss not scored

@@ -31,6 +31,7 @@ from .program import ExportedProgram, check_int8_export
 from .tensor_stats import cosine
 
 logger = logging.getLogger("segq")
+RANK_BY = ("miou", "cosine", "deployed")
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,9 @@ class FallbackOptions:
     max_miou_drop: float = 0.005       # of the deployed INT8 model against deployed FP32
     max_latency_ms: float | None = None
     rank_images: int = 16              # labeled val images the ranking runs on
-    rank_by: str = "miou"              # "miou" | "cosine" (a quicker, label-free proxy)
+    # "miou" | "cosine" (a quicker, label-free proxy) | "deployed" (mIoU of each variant run
+    # under Paddle Inference oneDNN INT8: slower, and sees the loss the program does not)
+    rank_by: str = "miou"
     cpu_threads: int = 2
     latency_runs: int = 30
 
@@ -102,12 +105,42 @@ class RankingProbe:
                                            self.num_classes, self.ignore_index)
         return EvalResult.from_confusion(conf, len(scores)).miou
 
+    measures_loss = True               # also scores "only this layer quantized"
+
     def measure(self, program=None, with_miou: bool = True) -> tuple[float, float]:
         """(mIoU or NaN, mean output cosine to FP32) of a program variant."""
-        scores = [self.int8.run(s["img"][None], [self.int8.output], program)[0]
-                  for s in self.samples]
+        scores = self.outputs(program)
         cos = float(np.mean([cosine(r, t) for r, t in zip(self.fp32_scores, scores)]))
         return (self._miou(scores) if with_miou else float("nan")), cos
+
+    def outputs(self, program=None) -> list[np.ndarray]:
+        return [self.int8.run(s["img"][None], [self.int8.output], program)[0]
+                for s in self.samples]
+
+
+class DeployedProbe(RankingProbe):
+    """Each variant written out and run under Paddle Inference oneDNN INT8, where fused
+    convs requantize with scales the fake-quant program never applies, so a loss that only
+    the deployed model shows is ranked too (docs/experiments, DeepLabV3+ KL). One predictor
+    build per layer, so only the regain ("this layer alone in float") is scored."""
+
+    measures_loss = False
+
+    def __init__(self, *args, work_dir: Path, cpu_threads: int = 2, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.work_dir, self.cpu_threads = Path(work_dir), cpu_threads
+
+    def outputs(self, program=None) -> list[np.ndarray]:
+        from ...deploy.paddle_inference import PaddleInferenceModel
+
+        out = self.work_dir / "rank_variant"
+        shutil.rmtree(out, ignore_errors=True)
+        # the scores, as the program probe compares them (the arg max after them is pruned)
+        self.int8.save(program if program is not None else self.int8.program, out,
+                       fetch=self.int8.output)
+        backend = PaddleInferenceModel(out, use_mkldnn=True, int8=True,
+                                       cpu_threads=self.cpu_threads)
+        return [backend.run(s["img"][None]) for s in self.samples]
 
 
 def rank_layers(probe: RankingProbe, names: list[str], macs: list[int],
@@ -121,15 +154,16 @@ def rank_layers(probe: RankingProbe, names: list[str], macs: list[int],
             score = by_name.setdefault(name, LayerScore(name, [], 0))
             score.positions.append(layer.position)
             score.macs += m
-    with_miou = rank_by == "miou"
+    with_miou = rank_by in ("miou", "deployed")
     base_miou, base_cos = probe.measure(with_miou=with_miou)
     scores = list(by_name.values())
     for score in tqdm(scores, desc="rank layers", unit="layer", leave=False, disable=None):
         miou, cos = probe.measure(probe.int8.variant(float_layers=score.positions), with_miou)
         score.regain_miou, score.regain_cos = miou - base_miou, cos - base_cos
-        miou, cos = probe.measure(probe.int8.variant(keep_quantized=score.positions),
-                                  with_miou)
-        score.loss_miou, score.loss_cos = probe.fp32_miou - miou, 1.0 - cos
+        if probe.measures_loss:
+            miou, cos = probe.measure(probe.int8.variant(keep_quantized=score.positions),
+                                      with_miou)
+            score.loss_miou, score.loss_cos = probe.fp32_miou - miou, 1.0 - cos
 
     def key(s: LayerScore):
         regain = s.regain_miou if with_miou else s.regain_cos
@@ -207,8 +241,9 @@ def quant_fallback(cfg: SegConfig, config_path: str, fp32_weights: str, opts: Fa
         raise ValueError("--fp32_model: give the FP32 weights the INT8 model came from")
     if not 0.0 <= opts.max_miou_drop < 1.0:
         raise ValueError(f"--max_miou_drop must be in [0, 1), got {opts.max_miou_drop}")
-    if opts.rank_by not in ("miou", "cosine"):
-        raise ValueError(f"--rank_by must be miou or cosine, got {opts.rank_by!r}")
+    if opts.rank_by not in RANK_BY:
+        raise ValueError(f"--rank_by must be one of {', '.join(RANK_BY)}, got "
+                         f"{opts.rank_by!r}")
     if opts.rank_images < 1:
         raise ValueError(f"--rank_images must be >= 1, got {opts.rank_images}")
     out_config = Path(opts.save_config)
@@ -252,7 +287,9 @@ def quant_fallback(cfg: SegConfig, config_path: str, fp32_weights: str, opts: Fa
     if baseline.meets(floor, opts.max_latency_ms):
         result.best = baseline
     else:
-        probe = RankingProbe(fp32, int8, samples, dataset.num_classes, dataset.ignore_index)
+        probe_args = (fp32, int8, samples, dataset.num_classes, dataset.ignore_index)
+        probe = (DeployedProbe(*probe_args, work_dir=work, cpu_threads=opts.cpu_threads)
+                 if opts.rank_by == "deployed" else RankingProbe(*probe_args))
         result.ranking = rank_layers(probe, names, layer_macs(fp32, samples[0]), opts.rank_by,
                                      by_cost=opts.max_latency_ms is not None)
         try:

@@ -216,9 +216,9 @@ class ExportedProgram:
                                      fetch_list=list(fetch), scope=self.scope,
                                      return_numpy=True)
 
-    def save(self, program, save_dir: str | os.PathLike) -> Path:
+    def save(self, program, save_dir: str | os.PathLike, fetch: str | None = None) -> Path:
         """Write ``program`` (a variant) with its weights as ``save_dir/model.pdmodel`` and
-        ``.pdiparams``."""
+        ``.pdiparams``, fetching the export's output (or the tensor ``fetch``)."""
         import paddle
 
         save_dir = Path(save_dir)
@@ -226,7 +226,8 @@ class ExportedProgram:
         with self._static():
             block = program.global_block()
             paddle.static.save_inference_model(
-                str(save_dir / "model"), [block.var(self.feed)], [block.var(self.fetch)],
+                str(save_dir / "model"), [block.var(self.feed)],
+                [block.var(fetch or self.fetch)],
                 self.executor, program=program)
         return save_dir
 
