@@ -2,8 +2,12 @@
 rank learns at the same global batch, resume across rank counts, and evaluate their shares
 of the val set into exactly the single-process result."""
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -160,3 +164,50 @@ def test_the_throughput_table_reads_rank_0s_step_times():
     assert step_times(log, warmup=2) == [0.25] * 7
     table = markdown([Throughput(1, 2, 4, 0.5, 1.0), Throughput(2, 1, 4, 0.8, 1.1)])
     assert "| 2 | 1 | 4 | 0.800 | 1.10 | 10.00 | 5.00 | 1.25x |" in table
+
+
+def rank_pid(rank: int, marker: str) -> int | None:
+    """The pid of the launched process of ``rank`` whose command line contains ``marker``."""
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if marker in cmdline and f"PADDLE_TRAINER_ID={rank}".encode() in environ:
+            return int(proc.name)
+    return None
+
+
+@pytest.mark.fault("a rank killed (SIGKILL) during data-parallel training",
+                   command="python -m paddle.distributed.launch --nproc_per_node 2 train.py")
+def test_a_killed_rank_stops_the_job_and_the_last_checkpoint_resumes(
+        fault, equal_pixels_config, tmp_path):
+    save = tmp_path / "dp"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
+         "--log_dir", str(tmp_path / "log"), "train.py", "--config", str(equal_pixels_config),
+         "--iters", "10000", "--save_interval", "2", "--save_dir", str(save)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (save / "iter_2" / "model.pdparams").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint"
+            time.sleep(0.2)
+        os.kill(rank_pid(1, str(save)), signal.SIGKILL)
+        killed = time.monotonic()
+        proc.communicate(timeout=60)  # a hang fails here
+    finally:
+        proc.kill()
+    assert proc.returncode != 0 and time.monotonic() - killed < 30
+    survivor = (tmp_path / "log/workerlog.0").read_text()
+    # gloo aborts rank 0 on the closed socket (IoException) or on its timeout
+    # (TimeoutException, which names "pair_rank = 1"), whichever it meets first
+    assert re.search(r"terminate called after throwing an instance of "
+                     r"'gloo::(IoException|TimeoutException)'", survivor)
+    last = max(save.glob("iter_*"), key=lambda p: int(p.name.split("_")[1]))
+    run("train.py", "--config", str(equal_pixels_config), "--batch_size", "2", "--iters",
+        str(int(last.name.split("_")[1]) + 1), "--save_dir", str(save),
+        "--resume_model", str(last))
+    fault.seen(f"rank 0 aborts on gloo's IoException or TimeoutException; launcher exit "
+               f"{proc.returncode}", kept=f"{last.name} resumed in one process")
