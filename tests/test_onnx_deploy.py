@@ -15,6 +15,7 @@ from segq.deploy.export import ExportOptions
 from segq.deploy.onnx_backend import OnnxRuntimeModel, OpenVINOModel
 from segq.deploy.onnx_export import (_paddle2onnx, activations_to_uint8, bin_average_matrix,
                                      export_onnx)
+from segq.deploy.onnx_qdq import onnxruntime_op_counts
 from segq.deploy.paddle_inference import PaddleInferenceModel
 from segq.deploy.workflows import export_model
 from segq.quant.qat import export_qat_model
@@ -170,3 +171,38 @@ def test_onnx_export_and_backend_errors(demo_cfg, tmp_path):
         PredictorOptions(backend="openvino", device="gpu")
     with pytest.raises(FileNotFoundError, match="nope.onnx"):
         OnnxRuntimeModel(tmp_path / "nope.onnx")
+
+
+@pytest.mark.parametrize("name", ["BiSeNetV2", "PPLiteSeg"])
+def test_the_onnxruntime_int8_layout_runs_every_conv_as_an_integer_kernel(name, demo_cfg,
+                                                                          tmp_path):
+    qat = calibrated_qat(name, QuantConfig())
+    options = ExportOptions(input_shape=SHAPE, without_argmax=True)
+    int8_dir = export_qat_model(demo_cfg, qat, tmp_path / "int8", options)
+    paddle_int8 = PaddleInferenceModel(int8_dir, cpu_threads=1, int8=True)
+    plain = OnnxRuntimeModel(export_onnx(int8_dir), 1)
+    convs = sum(n.op_type == "Conv" for n in onnx.load(int8_dir / "model.onnx").graph.node)
+    before = onnxruntime_op_counts(int8_dir / "model.onnx")
+    x = [batch(seed=s) for s in range(4)]
+    ref, plain_out = [paddle_int8.run(b) for b in x], [plain.run(b) for b in x]
+
+    onnx_file = export_onnx(int8_dir, calib_batches=[batch(seed=10 + s) for s in range(4)])
+    counts = onnxruntime_op_counts(onnx_file)
+    assert counts.get("QLinearConv", 0) == convs and "Conv" not in counts, counts
+    assert before.get("QLinearConv", 0) < convs  # what the plain QDQ graph gave
+    layout = yaml_deploy(int8_dir)["onnx_int8_layout"]
+    assert layout["layout"] == "onnxruntime" and layout["calibrated_quantizers"] > 0
+    assert layout["calibration_images"] == 4
+    out = [OnnxRuntimeModel(onnx_file, 1).run(b) for b in x]
+    # as close to Paddle's oneDNN INT8 as the plain QDQ graph is
+    for o, p, r in zip(out, plain_out, ref):
+        assert cosine(o, r) >= 0.99 and cosine(o, r) >= cosine(p, r) - 0.01
+    # and re-exporting without calibration data gives Paddle's layout back, unrecorded
+    export_onnx(int8_dir)
+    assert "onnx_int8_layout" not in yaml_deploy(int8_dir)
+
+
+def yaml_deploy(model_dir) -> dict:
+    import yaml
+
+    return yaml.safe_load((model_dir / "deploy.yaml").read_text())["Deploy"]

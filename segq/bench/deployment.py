@@ -36,6 +36,7 @@ class BenchSettings:
     throughput_batch: int = 8       # 0: throughput not measured
     throughput_runs: int = 10
     calib_images: int = 32          # train images for the peer PTQ calibration
+    ort_layout_images: int = 8      # the first of them calibrate segq INT8's ONNX layout
     peers: bool = True              # add the ORT quantize_static and NNCF rows
     num_workers: int = 0            # data loading for the mIoU evaluation
 
@@ -147,10 +148,6 @@ def benchmark_network(cfg: SegConfig, fp32_dirs: list[str | os.PathLike],
     from ..deploy.workflows import evaluate_backend
 
     exports = load_exports(fp32_dirs, int8_dirs)
-    for d in exports:
-        logger.info(f"ONNX export of {d.model_dir}")
-        export_onnx(d.model_dir)
-    exports = load_exports(fp32_dirs, int8_dirs)  # now naming their ONNX files
     hw = _fixed_hw(exports[0])
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -161,6 +158,12 @@ def benchmark_network(cfg: SegConfig, fp32_dirs: list[str | os.PathLike],
             calib_cache.extend(calibration_batches(cfg, settings.calib_images, hw))
         return calib_cache
 
+    for d in exports:
+        logger.info(f"ONNX export of {d.model_dir}")
+        # INT8: laid out for ONNX Runtime's integer kernels, from the peers' first images
+        export_onnx(d.model_dir, calib_batches=(
+            calib()[:settings.ort_layout_images] if d.is_int8 else None))
+    exports = load_exports(fp32_dirs, int8_dirs)  # now naming their ONNX files
     dataset = build_dataset(cfg.val_dataset, "val_dataset")
     image = np.asarray(dataset[0]["img"], dtype=np.float32)[None]
     batch = np.repeat(image, settings.throughput_batch, axis=0)

@@ -84,13 +84,18 @@ def deploy_section(input_shape: Sequence[int], output_op: str, transforms: list[
     }
 
 
-def set_onnx_file(model_dir: str | os.PathLike, onnx_name: str) -> None:
-    """Name the export's ONNX model in its deploy.yaml (``Deploy.onnx``)."""
+def set_onnx_file(model_dir: str | os.PathLike, onnx_name: str,
+                  int8_layout: dict | None = None) -> None:
+    """Name the export's ONNX model in its deploy.yaml (``Deploy.onnx``) and record how its
+    INT8 graph was laid out (``Deploy.onnx_int8_layout``; absent: as Paddle exported it)."""
     content = read_deploy_file(model_dir)
     if content is None or not isinstance(content.get("Deploy"), dict):
         raise ValueError(f"{Path(model_dir) / DEPLOY_FILE}: no 'Deploy:' section to name "
                          f"the ONNX model in")
     content["Deploy"]["onnx"] = onnx_name
+    content["Deploy"].pop("onnx_int8_layout", None)
+    if int8_layout:
+        content["Deploy"]["onnx_int8_layout"] = int8_layout
     write_deploy_file(Path(model_dir) / DEPLOY_FILE, content)
 
 

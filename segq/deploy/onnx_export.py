@@ -33,6 +33,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from .deploy_file import WEIGHT_ONLY, DeployInfo, is_weight_only, load_deploy_info, set_onnx_file
+from .onnx_graph import constants, consumers, drop_unused
 
 ONNX_FILE = "model.onnx"
 OPSET = 13  # per-channel QuantizeLinear/DequantizeLinear need 13
@@ -113,23 +114,6 @@ def replace_adaptive_pools(model: onnx.ModelProto, pools: list[AdaptivePool]) ->
     return replaced
 
 
-def _consumers(graph: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
-    """Tensor name -> the nodes that read it."""
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    return consumers
-
-
-def _constants(graph: onnx.GraphProto) -> dict[str, np.ndarray]:
-    values = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant" and node.attribute[0].name == "value":
-            values[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
-    return values
-
-
 def quantize_linear(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray,
                     axis: int) -> np.ndarray:
     """ONNX ``QuantizeLinear``: saturate(round_half_even(x / scale) + zero_point)."""
@@ -145,7 +129,7 @@ def quantize_linear(x: np.ndarray, scale: np.ndarray, zero_point: np.ndarray,
 def fold_weight_quantizers(model: onnx.ModelProto) -> int:
     """Replace each ``QuantizeLinear`` of a constant by its INT8 result; returns how many."""
     graph = model.graph
-    consts = _constants(graph)
+    consts = constants(graph)
     folded = []
     for node in graph.node:
         if node.op_type != "QuantizeLinear" or len(node.input) < 3:
@@ -159,7 +143,7 @@ def fold_weight_quantizers(model: onnx.ModelProto) -> int:
         folded.append(node)
     for node in folded:
         graph.node.remove(node)
-    _drop_unused(graph)
+    drop_unused(graph)
     return len(folded)
 
 
@@ -173,18 +157,18 @@ def strip_output_quantizers(model: onnx.ModelProto) -> int:
     would read a value QAT never rounded; only the quantized layers' own input pairs
     describe the trained model."""
     graph = model.graph
-    consts = _constants(graph)
-    consumers = _consumers(graph)
+    consts = constants(graph)
+    readers_of = consumers(graph)
     graph_outputs = {o.name for o in graph.output}
     rename: dict[str, str] = {}
     dropped = []
     for q in graph.node:
         if q.op_type != "QuantizeLinear" or q.input[0] in consts:
             continue
-        dqs = consumers.get(q.output[0], [])
+        dqs = readers_of.get(q.output[0], [])
         if not dqs or any(d.op_type != "DequantizeLinear" for d in dqs):
             continue
-        readers = [r for d in dqs for r in consumers.get(d.output[0], [])]
+        readers = [r for d in dqs for r in readers_of.get(d.output[0], [])]
         if any(r.op_type in QUANTIZED_OPS for r in readers) or any(
                 d.output[0] in graph_outputs for d in dqs):
             continue
@@ -198,7 +182,7 @@ def strip_output_quantizers(model: onnx.ModelProto) -> int:
             node.input[i] = name
     for node in dropped:
         graph.node.remove(node)
-    _drop_unused(graph)
+    drop_unused(graph)
     return sum(n.op_type == "QuantizeLinear" for n in dropped)
 
 
@@ -208,8 +192,8 @@ def activations_to_uint8(model: onnx.ModelProto) -> int:
     Runtime's x86 INT8 kernels take u8 activations with s8 weights; with s8 activations it
     falls back to slow paths. Returns how many quantizers changed."""
     graph = model.graph
-    consts = _constants(graph)
-    consumers = _consumers(graph)
+    consts = constants(graph)
+    readers_of = consumers(graph)
     shifted = 0
     shifted_zero_points: dict[str, str] = {}
     for q in graph.node:
@@ -218,7 +202,7 @@ def activations_to_uint8(model: onnx.ModelProto) -> int:
         zp = consts.get(q.input[2])
         if zp is None or zp.dtype != np.int8 or np.any(zp != 0):
             continue
-        dqs = consumers.get(q.output[0], [])
+        dqs = readers_of.get(q.output[0], [])
         if any(d.op_type != "DequantizeLinear" or d.input[2] != q.input[2] for d in dqs):
             continue
         name = shifted_zero_points.get(q.input[2])
@@ -229,17 +213,8 @@ def activations_to_uint8(model: onnx.ModelProto) -> int:
         for node in (q, *dqs):
             node.input[2] = name
         shifted += 1
-    _drop_unused(graph)
+    drop_unused(graph)
     return shifted
-
-
-def _drop_unused(graph: onnx.GraphProto) -> None:
-    """Remove the float weights (initializers and Constant nodes) nothing reads any more."""
-    used = {name for n in graph.node for name in n.input} | {o.name for o in graph.output}
-    for t in [t for t in graph.initializer if t.name not in used]:
-        graph.initializer.remove(t)
-    for n in [n for n in graph.node if n.op_type == "Constant" and n.output[0] not in used]:
-        graph.node.remove(n)
 
 
 def _paddle2onnx(deploy: DeployInfo, out_file: Path, opset: int) -> onnx.ModelProto:
@@ -258,10 +233,15 @@ def _paddle2onnx(deploy: DeployInfo, out_file: Path, opset: int) -> onnx.ModelPr
     return onnx.load(str(out_file))
 
 
-def export_onnx(model_dir: str | os.PathLike, opset: int = OPSET) -> Path:
+def export_onnx(model_dir: str | os.PathLike, opset: int = OPSET,
+                calib_batches: list[np.ndarray] | None = None) -> Path:
     """Write ``model_dir/model.onnx`` from the Paddle export in ``model_dir`` (FP32, or a
     QAT export, which becomes a QDQ graph with INT8 weights) and name it in deploy.yaml.
     A weight-only export (slim/ptq.py --weight_only) is refused.
+
+    With ``calib_batches`` (a few preprocessed inputs) an INT8 graph is rewritten into the
+    layout ONNX Runtime runs with integer kernels (:mod:`segq.deploy.onnx_qdq`), recorded
+    in deploy.yaml as ``Deploy.onnx_int8_layout``; an FP32 export ignores them.
 
     The export must have a fixed H and W (``--input_shape N C H W``; N may be -1):
     adaptive pooling is only expressible in ONNX for a known input size.
@@ -287,8 +267,13 @@ def export_onnx(model_dir: str | os.PathLike, opset: int = OPSET) -> Path:
         fold_weight_quantizers(model)
         strip_output_quantizers(model)
         activations_to_uint8(model)
+        layout = None
+        if calib_batches and deploy.quant is not None:
+            from .onnx_qdq import onnxruntime_int8_layout
+
+            layout = onnxruntime_int8_layout(model, calib_batches).as_dict()
         onnx.checker.check_model(model)
         onnx.save(model, str(tmp_file))
         os.replace(tmp_file, target)
-    set_onnx_file(deploy.model_dir, ONNX_FILE)
+    set_onnx_file(deploy.model_dir, ONNX_FILE, layout)
     return target

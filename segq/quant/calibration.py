@@ -221,3 +221,22 @@ def load_calibration_set(cfg, source: CalibrationSource, transform_specs: list[d
             f"of one size, or add a Resize to export.transforms")
     return CalibrationSet(arrays, [str(f) for f in files], source.describe(),
                           time.perf_counter() - t0)
+
+
+def export_calibration_batches(model_dir, source: CalibrationSource) -> list[np.ndarray]:
+    """``source``'s images as batches of one, preprocessed as the export in ``model_dir``
+    runs them (its deploy.yaml transforms), the default source being the train split of
+    the config it was exported from (its config.yml)."""
+    from pathlib import Path
+
+    from ..config import load_config
+    from ..deploy.deploy_file import load_deploy_info
+
+    info = load_deploy_info(model_dir)
+    config = Path(model_dir) / "config.yml"
+    if not config.is_file():
+        raise CalibrationError(f"{config} is missing: the export's calibration images come "
+                               f"from its config's train split; give --calib_dir instead")
+    calib = load_calibration_set(load_config(str(config)), source, info.transforms,
+                                 progress=False)
+    return list(calib.batches(1))
