@@ -294,3 +294,15 @@ def onnxruntime_op_counts(onnx_file, cpu_threads: int = 1) -> dict[str, int]:
         ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
         graph = onnx.load(options.optimized_model_filepath).graph
     return dict(Counter(node.op_type for node in graph.node))
+
+
+INTEGER_CONVS = ("QLinearConv", "ConvInteger")
+
+
+def conv_kernels(op_counts: dict[str, int]) -> tuple[int, int]:
+    """(integer, float) convs among :func:`onnxruntime_op_counts`: float ones include ONNX
+    Runtime's fused forms (FusedConv, NCHWc Conv)."""
+    integer = sum(op_counts.get(op, 0) for op in INTEGER_CONVS)
+    floating = sum(n for op, n in op_counts.items()
+                   if op.endswith("Conv") and op not in INTEGER_CONVS)
+    return integer, floating
