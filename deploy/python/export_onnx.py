@@ -28,7 +28,7 @@ def main(argv=None):
     from segq.quant.calibration import CalibrationSource, export_calibration_batches
 
     batches = None
-    if args.int8_layout == "onnxruntime" and load_deploy_info(args.model_dir).is_int8:
+    if args.int8_layout == "onnxruntime" and load_deploy_info(args.model_dir, require_onnx=False).is_int8:
         batches = export_calibration_batches(args.model_dir, CalibrationSource(
             args.calib_dir, args.calib_list, args.calib_num))
     print(f"[ONNX] wrote {export_onnx(args.model_dir, args.opset, batches)}")

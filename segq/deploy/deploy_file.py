@@ -195,9 +195,10 @@ def _deploy_path(path: str | os.PathLike) -> Path:
     return path
 
 
-def load_deploy_info(path: str | os.PathLike) -> DeployInfo:
+def load_deploy_info(path: str | os.PathLike, require_onnx: bool = True) -> DeployInfo:
     """``path`` is an export directory or its ``deploy.yaml``; checks the keys a predictor
-    reads and that the model files exist."""
+    reads and that the model files exist (with ``require_onnx=False``, as the ONNX export
+    reads it, a missing ONNX file is only left out)."""
     deploy_file = _deploy_path(path)
     content = read_deploy_file(deploy_file.parent)
     info = content.get("Deploy")
@@ -226,8 +227,11 @@ def load_deploy_info(path: str | os.PathLike) -> DeployInfo:
     if onnx_file is not None:
         onnx_file = deploy_file.parent / str(onnx_file)
         if not onnx_file.is_file():
-            raise FileNotFoundError(f"{deploy_file}: Deploy.onnx names {onnx_file}, which "
-                                    f"does not exist (re-run the ONNX export)")
+            if not require_onnx:
+                onnx_file = None
+            else:
+                raise FileNotFoundError(f"{deploy_file}: Deploy.onnx names {onnx_file}, "
+                                        f"which does not exist (re-run the ONNX export)")
     return DeployInfo(deploy_file=deploy_file, model_dir=deploy_file.parent,
                       model_file=model_file, params_file=params_file,
                       transforms=[dict(t) for t in transforms], output_op=output_op,

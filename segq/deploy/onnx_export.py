@@ -246,7 +246,7 @@ def export_onnx(model_dir: str | os.PathLike, opset: int = OPSET,
     The export must have a fixed H and W (``--input_shape N C H W``; N may be -1):
     adaptive pooling is only expressible in ONNX for a known input size.
     """
-    deploy = load_deploy_info(model_dir)
+    deploy = load_deploy_info(model_dir, require_onnx=False)  # it may be what is re-made
     if is_weight_only(deploy.quant):
         # paddle2onnx 1.3.1 writes Convs reading its INT8 weights as they are, which ONNX
         # Runtime rejects as an invalid model ("Type 'tensor(int8)' ... of operator (Conv)")

@@ -285,6 +285,8 @@ def onnxruntime_op_counts(onnx_file, cpu_threads: int = 1) -> dict[str, int]:
 
     import onnxruntime as ort
 
+    if not Path(onnx_file).is_file():
+        raise FileNotFoundError(f"{onnx_file}: no such ONNX file")
     with tempfile.TemporaryDirectory(prefix="segq_ort_") as tmp:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

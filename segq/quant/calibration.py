@@ -232,7 +232,7 @@ def export_calibration_batches(model_dir, source: CalibrationSource) -> list[np.
     from ..config import load_config
     from ..deploy.deploy_file import load_deploy_info
 
-    info = load_deploy_info(model_dir)
+    info = load_deploy_info(model_dir, require_onnx=False)
     config = Path(model_dir) / "config.yml"
     if not config.is_file():
         raise CalibrationError(f"{config} is missing: the export's calibration images come "
