@@ -90,13 +90,10 @@ def test_qat_on_two_ranks_learns_and_observes_what_one_rank_does(equal_pixels_co
         log_dir=tmp_path / "log")
     run(*common, "--batch_size", "2", "--save_dir", str(tmp_path / "one"))
     assert_same_weights(tmp_path / "dp/iter_4", tmp_path / "one/iter_4")
-    # the scales depend on how the batch is seen: one rank's half batch gives other ones
-    run(*common, "--batch_size", "1", "--save_dir", str(tmp_path / "half"))
-    half, one = weights(tmp_path / "half/iter_4"), weights(tmp_path / "one/iter_4")
-    observers = [k for k in one if k.endswith(("_fake_quant_input._scale",
-                                               "_ma_output_scale._scale"))]
-    assert len(observers) > 50
-    assert sum(not np.array_equal(half[k], one[k]) for k in observers) > len(observers) // 2
+    observers = [k for k in weights(tmp_path / "one/iter_4")
+                 if k.endswith(("_fake_quant_input._scale", "_ma_output_scale._scale"))]
+    assert len(observers) > 50  # the scales are among the weights compared
+    # (with the sync left out, this comparison fails at 3.45: docs/experiments, 2026-12-03)
 
 
 def test_resume_on_another_rank_count_continues_the_same_run(equal_pixels_config, tmp_path):
