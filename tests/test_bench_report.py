@@ -118,13 +118,18 @@ def test_markdown(results):
     assert f"`{CMD_A}`" in md and f"`{CMD_B}`" in md
     assert "cpu Intel Xeon @ 2.2GHz, cores 2, threads 1, paddle 3.3.1" in md
     assert "latency_runs 50" in md and "val_images 233" in md
-    header = ("| model | backend | type | method | mIoU | latency ms (median) | p90 ms "
+    header = ("| front | model | backend | type | method | mIoU | latency ms (median) | p90 ms "
               "| throughput img/s | speed-up | size MB |")
     assert md.count(header) == 2
 
     lines = _table_lines(md)
-    rows = [_cells(ln) for ln in lines if not ln.startswith("| model |")]
+    rows = [_cells(ln)[1:] for ln in lines if not ln.startswith("| front |")]
+    marks = [_cells(ln)[0].strip("*") for ln in lines if not ln.startswith("| front |")]
     assert len(rows) == len(ROWS_A) + len(ROWS_B)
+    # the front: every BiSeNetV2 row with an mIoU; PP-LiteSeg's oneDNN FP32 is beaten by
+    # its ORT FP32 (same mIoU, faster); rows without an mIoU are not ranked
+    assert marks == [br.PARETO_MARK, br.PARETO_MARK, "", br.PARETO_MARK,
+                     "", br.PARETO_MARK, br.PARETO_MARK, br.PARETO_MARK]
     plain = [[c.strip("*") for c in r] for r in rows]
     qat = plain[1]
     assert qat == ["BiSeNetV2", ONEDNN, "INT8", "QAT (segq)", "0.7087", "50.1", "55.0", "22.0",
@@ -134,10 +139,29 @@ def test_markdown(results):
     assert plain[3][7] == "-"          # throughput None
     assert plain[3][3] == "QAT (segq), argmax before resize"
 
-    # bold: exactly the fastest INT8 row of each model, every cell of it
+    # bold: the fastest INT8 row of each model within 0.005 mIoU of its best INT8 row
     bold = [r for r in rows if any(c.startswith("**") for c in r)]
     assert [(r[0], r[1]) for r in bold] == [("**BiSeNetV2**", f"**{OV}**"), ("**PP-LiteSeg**", f"**{ORT}**")]
     assert all(c.startswith("**") and c.endswith("**") for r in bold for c in r)
+
+
+def test_highlight_skips_a_fast_row_that_gives_up_accuracy():
+    rows = [asdict(r) for r in ROWS_A]
+    # the fastest INT8 row now loses 0.0061 against the best INT8 row (QAT, 0.70871)
+    rows[3] = rows[3] | {"miou": 0.7026}
+    assert br._highlighted(rows) == {1}
+    rows[3] = rows[3] | {"miou": 0.7038}  # 0.0049 below: within the tolerance
+    assert br._highlighted(rows) == {3}
+    # without any INT8 mIoU, the fastest INT8 row
+    assert br._highlighted([r | {"miou": None} for r in rows]) == {3}
+
+
+def test_pareto_front_per_model():
+    rows = [asdict(r) for r in ROWS_A + ROWS_B]
+    assert br.pareto_front(rows) == {0, 1, 3, 5, 6, 7}
+    # a row that is both slower and less accurate than another of its model leaves the front
+    worse = rows[1] | {"miou": 0.70, "latency_ms": 60.0}
+    assert br.pareto_front([rows[0], worse, rows[3]]) == {0, 2}
 
 
 def test_markdown_escapes_pipe_and_backticks():

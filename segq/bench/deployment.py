@@ -18,7 +18,7 @@ from ..config import SegConfig
 from ..deploy.backend import Backend
 from ..deploy.deploy_file import DeployInfo, load_deploy_info
 from ..deploy.onnx_export import export_onnx
-from .latency import files_size_mb, measure_latency
+from .latency import files_size_mb, measure_interleaved
 from .report import BenchRow
 
 logger = logging.getLogger("segq")
@@ -33,6 +33,7 @@ class BenchSettings:
     cpu_threads: int = 2
     latency_runs: int = 50          # timed batch-1 runs (after warm-up)
     warmup: int = 10
+    latency_rounds: int = 5         # the timed runs of all engines are taken in turn, in rounds
     throughput_batch: int = 8       # 0: throughput not measured
     throughput_runs: int = 10
     calib_images: int = 32          # train images for the peer PTQ calibration
@@ -46,7 +47,7 @@ class Candidate:
     backend: str
     precision: str
     method: str
-    make: Callable[[], Backend]     # built only when measured: one engine in memory at a time
+    make: Callable[[], Backend]     # built when its mIoU is measured; all stay for the timing
     files: tuple[Path, ...]         # what a user ships: the size column
 
 
@@ -167,21 +168,28 @@ def benchmark_network(cfg: SegConfig, fp32_dirs: list[str | os.PathLike],
     dataset = build_dataset(cfg.val_dataset, "val_dataset")
     image = np.asarray(dataset[0]["img"], dtype=np.float32)[None]
     batch = np.repeat(image, settings.throughput_batch, axis=0)
-    measured = []
     todo = candidates(exports, settings, work, calib)
+    runners, mious = [], []
     for i, cand in enumerate(todo, 1):
-        logger.info(f"[{i}/{len(todo)}] {cand.backend} {cand.precision} ({cand.method}): "
-                    f"mIoU, latency, throughput")
-        runner = cand.make()
-        miou = evaluate_backend(cfg, runner, settings.num_workers).miou
-        lat = measure_latency(runner.run, image, settings.warmup, settings.latency_runs)
-        ips = None
-        if settings.throughput_batch:
-            tput = measure_latency(runner.run, batch, 2, settings.throughput_runs)
-            ips = settings.throughput_batch / (tput.median_ms / 1000.0)
-        del runner
-        measured.append((cand, miou, lat, ips))
-        logger.info(f"    mIoU {miou:.4f}, {lat.median_ms:.1f} ms (p90 {lat.p90_ms:.1f})"
+        logger.info(f"[{i}/{len(todo)}] {cand.backend} {cand.precision} ({cand.method}): mIoU")
+        runners.append(cand.make())
+        mious.append(evaluate_backend(cfg, runners[-1], settings.num_workers).miou)
+        logger.info(f"    mIoU {mious[-1]:.4f}")
+    logger.info(f"latency of the {len(todo)} engines, in turn over {settings.latency_rounds} "
+                f"rounds")
+    run_fns = [r.run for r in runners]
+    lats = measure_interleaved(run_fns, image, settings.warmup, settings.latency_runs,
+                               settings.latency_rounds)
+    ipss = [None] * len(todo)
+    if settings.throughput_batch:
+        tputs = measure_interleaved(run_fns, batch, 2, settings.throughput_runs,
+                                    settings.latency_rounds)
+        ipss = [settings.throughput_batch / (t.median_ms / 1000.0) for t in tputs]
+    del runners, run_fns
+    measured = list(zip(todo, mious, lats, ipss))
+    for cand, miou, lat, ips in measured:
+        logger.info(f"{cand.backend} {cand.precision} ({cand.method}): mIoU {miou:.4f}, "
+                    f"{lat.median_ms:.1f} ms (p90 {lat.p90_ms:.1f})"
                     + (f", {ips:.1f} img/s at batch {settings.throughput_batch}" if ips else ""))
     base = measured[0][2].median_ms  # Paddle Inference, first FP32 export
     return [BenchRow(model=cfg.model.type, backend=c.backend, precision=c.precision,

@@ -21,7 +21,7 @@ BENCH_KEYS = ("model", "backend", "precision", "miou", "latency_ms", "p90_ms", "
 # the flat tables carry the BENCH_KEYS first so they line up with every run's required keys
 CSV_KEYS = BENCH_KEYS + ("method", "throughput_ips")
 
-MD_COLUMNS = ("model", "backend", "type", "method", "mIoU", "latency ms (median)", "p90 ms",
+MD_COLUMNS = ("front", "model", "backend", "type", "method", "mIoU", "latency ms (median)", "p90 ms",
               "throughput img/s", "speed-up", "size MB")
 
 # fixed shapes for the known backends keep the plot legend stable from run to run
@@ -140,25 +140,53 @@ def _models(rows: Sequence[Mapping[str, Any]]) -> list[str]:
     return list(dict.fromkeys(str(r["model"]) for r in rows))
 
 
-def _fastest_int8(rows: Sequence[Mapping[str, Any]]) -> set[int]:
-    """Indices of the fastest INT8 row of each model (first one on a tie)."""
+# the highlighted INT8 row may give up at most this much mIoU against the model's best INT8
+HIGHLIGHT_MIOU_TOLERANCE = 0.005
+PARETO_MARK = "◆"
+
+
+def _measured(r: Mapping[str, Any]) -> bool:
+    return (r["miou"] is not None and r["latency_ms"] is not None
+            and math.isfinite(r["miou"]) and math.isfinite(r["latency_ms"]))
+
+
+def _highlighted(rows: Sequence[Mapping[str, Any]]) -> set[int]:
+    """Per model, the fastest INT8 row within HIGHLIGHT_MIOU_TOLERANCE of the model's best
+    INT8 mIoU (first one on a tie): the speed a user gets without giving up accuracy. A
+    model whose INT8 rows have no mIoU gets its fastest INT8 row."""
     best: dict[str, int] = {}
-    for i, r in enumerate(rows):
-        if str(r["precision"]).lower() != "int8" or r["latency_ms"] is None:
-            continue
-        j = best.get(r["model"])
-        if j is None or r["latency_ms"] < rows[j]["latency_ms"]:
-            best[r["model"]] = i
+    int8 = [i for i, r in enumerate(rows)
+            if str(r["precision"]).lower() == "int8" and r["latency_ms"] is not None]
+    for model in _models([rows[i] for i in int8]):
+        mine = [i for i in int8 if rows[i]["model"] == model]
+        scored = [i for i in mine if _measured(rows[i])]
+        if scored:
+            top = max(rows[i]["miou"] for i in scored)
+            mine = [i for i in scored if rows[i]["miou"] >= top - HIGHLIGHT_MIOU_TOLERANCE]
+        best[model] = min(mine, key=lambda i: rows[i]["latency_ms"])
     return set(best.values())
 
 
-def _md_row(r: Mapping[str, Any], bold: bool) -> str:
-    cells = [r["model"], r["backend"], str(r["precision"]).upper(), r["method"],
+def pareto_front(rows: Sequence[Mapping[str, Any]]) -> set[int]:
+    """Indices of the rows no other row of the same model beats on both mIoU and latency
+    (at least as good on both, better on one); rows without an mIoU are not ranked."""
+    pts = [i for i, r in enumerate(rows) if _measured(r)]
+
+    def beats(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+        return (a["model"] == b["model"] and a["miou"] >= b["miou"]
+                and a["latency_ms"] <= b["latency_ms"]
+                and (a["miou"] > b["miou"] or a["latency_ms"] < b["latency_ms"]))
+
+    return {i for i in pts if not any(beats(rows[j], rows[i]) for j in pts if j != i)}
+
+
+def _md_row(r: Mapping[str, Any], bold: bool, front: bool) -> str:
+    cells = [PARETO_MARK if front else "", r["model"], r["backend"], str(r["precision"]).upper(), r["method"],
              _fmt(r["miou"], 4), _fmt(r["latency_ms"], 1), _fmt(r["p90_ms"], 1),
              _fmt(r.get("throughput_ips"), 1), _fmt(r["speedup"], 2, "x"), _fmt(r["size_mb"], 2)]
     cells = [_md_cell(c) for c in cells]
     if bold:
-        cells = [f"**{c}**" for c in cells]
+        cells = [f"**{c}**" if c else c for c in cells]
     return "| " + " | ".join(cells) + " |"
 
 
@@ -166,14 +194,17 @@ def results_markdown(runs: Sequence[Mapping[str, Any]]) -> str:
     """One Markdown section per run: heading, table, environment/settings line, command."""
     lines = ["# Deployment benchmark: FP32 vs INT8", "",
              "Latency at batch 1 (median and p90); speed-up against the model's "
-             "Paddle Inference oneDNN FP32 row of the same run; bold: fastest INT8 row.", ""]
+             "Paddle Inference oneDNN FP32 row of the same run. Bold: the fastest INT8 row "
+             f"within {HIGHLIGHT_MIOU_TOLERANCE} mIoU of the model's best INT8 row; "
+             f"{PARETO_MARK}: on the model's mIoU/latency Pareto front (no row of it is both "
+             "faster and more accurate).", ""]
     for run in runs:
         rows = [_row_dict(r) for r in run["rows"]]
         lines += [f"## {', '.join(_models(rows)) or 'unnamed run'}", "",
                   "| " + " | ".join(MD_COLUMNS) + " |",
-                  "|" + "|".join(["---"] * 4 + ["---:"] * (len(MD_COLUMNS) - 4)) + "|"]
-        bold = _fastest_int8(rows)
-        lines += [_md_row(r, i in bold) for i, r in enumerate(rows)]
+                  "|" + "|".join(["---"] * 5 + ["---:"] * (len(MD_COLUMNS) - 5)) + "|"]
+        bold, front = _highlighted(rows), pareto_front(rows)
+        lines += [_md_row(r, i in bold, i in front) for i, r in enumerate(rows)]
         lines += ["", f"Environment: {_pairs(run.get('environment') or {})}. "
                       f"Settings: {_pairs(run.get('settings') or {})}.", "",
                   f"Command: {_code(str(run.get('command', '')))}", ""]
@@ -220,8 +251,8 @@ def _plot_png(rows: Sequence[Mapping[str, Any]]) -> bytes:
     from matplotlib.figure import Figure
     from matplotlib.lines import Line2D
 
-    pts = [r for r in rows if r["miou"] is not None and r["latency_ms"] is not None
-           and math.isfinite(r["miou"]) and math.isfinite(r["latency_ms"])]
+    pts = [r for r in rows if _measured(r)]
+    front = [pts[i] for i in sorted(pareto_front(pts), key=lambda i: pts[i]["latency_ms"])]
     models = _models(pts)
     backends = list(dict.fromkeys(str(r["backend"]) for r in pts))
     spare = iter(_SPARE_MARKERS * 4)
@@ -236,8 +267,16 @@ def _plot_png(rows: Sequence[Mapping[str, Any]]) -> bytes:
         int8 = str(r["precision"]).lower() == "int8"
         ax.scatter([r["latency_ms"]], [r["miou"]], s=60, marker=markers[str(r["backend"])],
                    facecolors=colour if int8 else "none", edgecolors=colour, linewidths=1.5)
-        ax.annotate(str(r["method"]), (r["latency_ms"], r["miou"]), xytext=(4, 4),
-                    textcoords="offset points", fontsize=6)
+    # only the front is labelled: the points behind it crowd together and their labels
+    # collided; a point off the front is named by its marker, colour and fill
+    for model in models:
+        line = [r for r in front if r["model"] == model]
+        ax.plot([r["latency_ms"] for r in line], [r["miou"] for r in line], ls="--", lw=0.8,
+                color=colours[model], alpha=0.6)
+        for k, r in enumerate(line):
+            ax.annotate(f"{r['backend']}: {r['method']}", (r["latency_ms"], r["miou"]),
+                        xytext=(5, -10 if k % 2 else 5), textcoords="offset points",
+                        fontsize=6)
     if not pts:
         ax.text(0.5, 0.5, "no row with an evaluated mIoU", ha="center", va="center",
                 transform=ax.transAxes)
@@ -246,7 +285,8 @@ def _plot_png(rows: Sequence[Mapping[str, Any]]) -> bytes:
     handles += [Line2D([], [], ls="", marker=markers[b], color="grey", label=b) for b in backends]
     handles += [Line2D([], [], ls="", marker="o", markerfacecolor="none", markeredgecolor="k",
                        color="k", label="FP32 (hollow)"),
-                Line2D([], [], ls="", marker="o", color="k", label="INT8 (filled)")]
+                Line2D([], [], ls="", marker="o", color="k", label="INT8 (filled)"),
+                Line2D([], [], ls="--", color="grey", label="Pareto front (labelled)")]
     if pts:
         ax.legend(handles=handles, fontsize=7, loc="best")
     ax.set_xlabel("latency ms (median, batch 1)")
