@@ -15,7 +15,7 @@ from segq.deploy.export import ExportOptions
 from segq.deploy.onnx_backend import OnnxRuntimeModel, OpenVINOModel
 from segq.deploy.onnx_export import (_paddle2onnx, activations_to_uint8, bin_average_matrix,
                                      export_onnx)
-from segq.deploy.onnx_qdq import conv_kernels, onnxruntime_op_counts
+from segq.deploy.onnx_qdq import FUSED_OPS, conv_kernels, onnxruntime_op_counts
 from segq.deploy.paddle_inference import PaddleInferenceModel
 from segq.deploy.workflows import export_model
 from segq.quant.qat import export_qat_model
@@ -189,9 +189,11 @@ def test_the_onnxruntime_int8_layout_runs_every_conv_as_an_integer_kernel(demo_c
     counts = onnxruntime_op_counts(onnx_file)
     assert conv_kernels(counts) == (convs, 0), counts
     assert conv_kernels(before)[0] < convs  # what the plain QDQ graph gave
+    # step 4: the pools between the integer convs run on uint8 too, not dequantized
+    assert counts.get("AveragePool", 0) == 0 and counts.get("QLinearAveragePool", 0) > 0, counts
     layout = yaml_deploy(int8_dir)["onnx_int8_layout"]
     assert layout["layout"] == "onnxruntime" and layout["calibrated_quantizers"] > 0
-    assert layout["calibration_images"] == 4
+    assert layout["calibration_images"] == 4 and layout["fused_ops"] == list(FUSED_OPS)
     out = [OnnxRuntimeModel(onnx_file, 1).run(b) for b in x]
     # as close to Paddle's oneDNN INT8 as the plain QDQ graph is
     for o, p, r in zip(out, plain_out, ref):

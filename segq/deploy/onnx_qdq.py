@@ -17,13 +17,19 @@ dequantize + float conv, slower than FP32. Three rewrites give every conv an int
 3. conv (or conv + Relu) outputs that still have no quantizer get a uint8 Q/DQ pair whose
    range is calibrated on a few images (min/max). Paddle's own output scales cannot be
    used: QAT observes a conv's output before its BatchNorm, which the ONNX export folds.
+4. pools, concats, adds and resizes whose inputs are all dequantized get a Q/DQ pair after
+   them too (calibrated; a resize takes its input's scale), so ONNX Runtime runs them as
+   QLinearAveragePool / QLinearConcat / QLinearAdd or on uint8: the tensors between the
+   integer convs stay uint8 instead of float (4x the bytes, the part of an INT8 run that
+   slows most when the machine's memory bandwidth is shared). Sigmoid and Mul are left in
+   float: quantizing them (attention gates) did not run faster.
 Conv biases whose input scale changed are re-quantized to ``input_scale x weight_scale``,
 without which ONNX Runtime silently keeps the conv in float.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
@@ -33,6 +39,11 @@ from .onnx_graph import constants, consumers, drop_unused, producers, toposort
 
 # ops ONNX Runtime moves a QuantizeLinear backward across on its own
 _Q_PROPAGATES = {"MaxPool", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Slice"}
+# step 4's ops (the module doc)
+FUSED_OPS = ("AveragePool", "GlobalAveragePool", "Concat", "Resize", "Add")
+# ops whose output is quantized like their input (ONNX Runtime drops DQ -> op -> Q of one
+# scale and runs the op on uint8)
+_SAME_SCALE = {"Resize"}
 # ops whose output is non-negative when their (data) inputs are
 _KEEPS_NON_NEGATIVE = {"MaxPool", "AveragePool", "GlobalAveragePool", "Resize", "Concat"}
 
@@ -46,6 +57,7 @@ class OrtLayout:
     calibrated_quantizers: int = 0
     requantized_biases: int = 0
     calibration_images: int = 0
+    fused_ops: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {"layout": "onnxruntime", **self.__dict__}
@@ -203,23 +215,61 @@ def tensor_ranges(model: onnx.ModelProto, tensors: list[str],
     return {t: (low[t], high[t]) for t in tensors}
 
 
-def calibrated_output_quantizers(model: onnx.ModelProto, batches: list[np.ndarray],
-                                 stats: OrtLayout) -> None:
-    """Step 3 (see the module doc)."""
-    tensors = unquantized_conv_outputs(model)
+def fusable_outputs(model: onnx.ModelProto, op_types: Iterable[str]) -> list[str]:
+    """Outputs of ``op_types`` nodes whose data inputs are all dequantized and whose output
+    no quantizer reads yet, in graph order (a node counts its inputs as dequantized when an
+    earlier node of the list feeds it): with a Q/DQ pair after it, ONNX Runtime runs such a
+    node as its QLinear form (QLinearAdd, QLinearConcat, ...) and the tensors between integer
+    kernels stay uint8, a quarter of the float bytes."""
+    op_types = set(op_types)
+    toposort(model.graph)
+    g = _Graph(model)
+    dequantized = {n.output[0] for n in g.graph.node if n.op_type == "DequantizeLinear"}
+    tensors = []
+    for node in g.graph.node:
+        if node.op_type not in op_types:
+            continue
+        data = [t for t in (node.input if node.op_type in ("Concat", "Add", "Mul")
+                            else node.input[:1]) if t]
+        out = node.output[0]
+        readers = g.readers_of(out)
+        if len(readers) == 1 and readers[0].op_type == "Relu":
+            out = readers[0].output[0]  # op + Relu + Q is one QLinear kernel, as for convs
+        if not all(t in dequantized for t in data) or any(
+                g.is_activation_q(r) for r in g.readers_of(out)):
+            continue
+        if node.op_type in _SAME_SCALE and not all(
+                r.op_type in op_types for r in g.readers_of(out)):
+            continue  # e.g. the last Resize before ArgMax: a uint8 copy would tie classes
+        tensors.append(out)
+        dequantized.add(out)
+    return tensors
+
+
+def calibrated_output_quantizers(model: onnx.ModelProto, tensors: list[str],
+                                 batches: list[np.ndarray], stats: OrtLayout) -> None:
+    """A uint8 Q/DQ pair after each of ``tensors``, its range calibrated (min/max) on
+    ``batches``; its readers read the dequantized value (steps 3 and 4)."""
     if not tensors:
         return
     ranges = tensor_ranges(model, tensors, batches)
     g = _Graph(model)
     for t in tensors:
-        low, high = ranges[t]
-        non_negative = g.non_negative(t)
-        low = 0.0 if non_negative else min(low, 0.0)
-        high = max(high, 0.0)
-        step = max(high - low, 1e-8) / 255.0
-        zero_point = 0 if non_negative else int(np.clip(np.rint(-low / step), 0, 255))
-        scale = g.add_const(f"{t}.calib_scale", np.array(step, dtype=np.float32))
-        zero = g.add_const(f"{t}.calib_zero_point", np.array(zero_point, dtype=np.uint8))
+        source = g.writer.get(t)
+        source = g.writer.get(source.input[0]) if source.op_type in _SAME_SCALE else None
+        if source is not None and source.op_type == "DequantizeLinear":
+            # ONNX Runtime then drops the pair and resizes the uint8 tensor (a linear
+            # resize stays inside its input's range: nothing to calibrate)
+            scale, zero = source.input[1], source.input[2]
+        else:
+            low, high = ranges[t]
+            non_negative = g.non_negative(t)
+            low = 0.0 if non_negative else min(low, 0.0)
+            high = max(high, 0.0)
+            step = max(high - low, 1e-8) / 255.0
+            zero_point = 0 if non_negative else int(np.clip(np.rint(-low / step), 0, 255))
+            scale = g.add_const(f"{t}.calib_scale", np.array(step, dtype=np.float32))
+            zero = g.add_const(f"{t}.calib_zero_point", np.array(zero_point, dtype=np.uint8))
         q = helper.make_node("QuantizeLinear", [t, scale, zero], [f"{t}.calib_q"],
                              name=f"{t}.calib_q")
         dq = helper.make_node("DequantizeLinear", [q.output[0], scale, zero],
@@ -260,16 +310,19 @@ def requantize_conv_biases(model: onnx.ModelProto, stats: OrtLayout) -> None:
     drop_unused(g.graph)
 
 
-def onnxruntime_int8_layout(model: onnx.ModelProto,
-                            batches: list[np.ndarray]) -> OrtLayout:
+def onnxruntime_int8_layout(model: onnx.ModelProto, batches: list[np.ndarray],
+                            fuse_ops: Iterable[str] = ()) -> OrtLayout:
     """Rewrite ``model`` (a QDQ graph from ``export_onnx``) in place into the layout ONNX
     Runtime runs with integer kernels; ``batches`` (preprocessed NCHW float32 inputs)
-    calibrate the conv outputs that had no quantizer."""
-    stats = OrtLayout(calibration_images=sum(len(b) for b in batches))
+    calibrate the conv outputs that had no quantizer and the outputs of ``fuse_ops``."""
+    fuse_ops = tuple(fuse_ops)
+    stats = OrtLayout(calibration_images=sum(len(b) for b in batches), fused_ops=list(fuse_ops))
     unsigned_non_negative(model, stats)
     reroute_float_readers(model, stats)
-    calibrated_output_quantizers(model, batches, stats)
+    calibrated_output_quantizers(model, unquantized_conv_outputs(model), batches, stats)
     reroute_float_readers(model, stats)  # the new Relu quantizers free more readers
+    if fuse_ops:
+        calibrated_output_quantizers(model, fusable_outputs(model, fuse_ops), batches, stats)
     requantize_conv_biases(model, stats)
     toposort(model.graph)
     return stats
