@@ -69,9 +69,11 @@ def build_parser(description: str, groups: tuple[str, ...],
                        metavar=("N", "C", "H", "W"), help="fixed input shape (default dynamic)")
         g.add_argument("--with_softmax", action="store_true")
         g.add_argument("--without_argmax", action="store_true")
-        g.add_argument("--argmax_before_resize", action="store_true",
-                       help="arg max at the logits' resolution, then a nearest resize of the "
-                            "label map: faster, slightly less accurate at class boundaries")
+        g.add_argument("--argmax_before_resize", nargs="?", type=float, const=True,
+                       default=False, metavar="SCALE",
+                       help="arg max at the logits' resolution (or, given SCALE, at that "
+                            "fraction of the input size, e.g. 0.5), then a nearest resize of "
+                            "the label map: faster, slightly less accurate at class boundaries")
     if "deploy" in groups:
         g = p.add_argument_group("deployed model")
         g.add_argument("--model_dir", required=True, help="directory written by export.py")

@@ -68,6 +68,37 @@ def test_argmax_before_resize_is_the_low_res_argmax_upsampled(model, tmp_path):
     assert dygraph_logits(model, x).shape[-2:] == (64, 96)
 
 
+def test_argmax_at_a_fraction_of_the_input_size(model, tmp_path):
+    import paddle.nn.functional as F
+
+    from segq.deploy import load_deploy_info
+
+    x = np.random.default_rng(3).normal(size=(1, 3, 64, 96)).astype("float32")
+    out_dir = export_inference_model(model, tmp_path / "half",
+                                     ExportOptions(input_shape=[-1, 3, 64, 96],
+                                                   argmax_before_resize=0.5))
+    info = yaml.safe_load((out_dir / "deploy.yaml").read_text())["Deploy"]
+    assert info["argmax_before_resize"] == 0.5
+    assert load_deploy_info(out_dir).argmax_before_resize == 0.5
+    pred = PaddleInferenceModel(out_dir).run(x)
+    model.resize_logits_to_input = False
+    try:
+        low = dygraph_logits(model, x)
+    finally:
+        del model.resize_logits_to_input
+    half = F.interpolate(paddle.to_tensor(low), [32, 48], mode="bilinear",
+                         align_corners=False).numpy().argmax(axis=1)[0]
+    ref = np.repeat(np.repeat(half, 2, axis=0), 2, axis=1)
+    assert pred.shape == (1, 64, 96) and (pred[0] == ref).mean() >= 0.999
+
+
+@pytest.mark.parametrize("scale", [0.0, 1.0, 1.5, -0.5])
+def test_argmax_scale_must_be_a_fraction(scale, tmp_path):
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        export_inference_model(build_test_model(MODELS.names()[0], NUM_CLASSES), tmp_path,
+                               ExportOptions(argmax_before_resize=scale))
+
+
 def test_argmax_before_resize_needs_the_argmax_output(tmp_path):
     with pytest.raises(ValueError, match="needs the argmax output"):
         export_inference_model(build_test_model(MODELS.names()[0], NUM_CLASSES), tmp_path,

@@ -87,7 +87,12 @@ def method_of(deploy: DeployInfo) -> str:
         quant = deploy.quant
         method = (f"PTQ {quant.get('algo', '?')} (segq)" if quant.get("method") == "ptq"
                   else QAT)
-    return method + (", argmax before resize" if deploy.argmax_before_resize else "")
+    early = deploy.argmax_before_resize
+    if early is True:
+        method += ", argmax before resize"
+    elif early:
+        method += f", argmax at {early:g} of the input size"
+    return method
 
 
 def candidates(exports: list[DeployInfo], settings: BenchSettings, peer_dir: Path,

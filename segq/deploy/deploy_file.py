@@ -70,7 +70,7 @@ def write_deploy_file(path: str | os.PathLike, content: dict[str, Any]) -> None:
 
 
 def deploy_section(input_shape: Sequence[int], output_op: str, transforms: list[dict],
-                   argmax_before_resize: bool = False) -> dict[str, Any]:
+                   argmax_before_resize: bool | float = False) -> dict[str, Any]:
     """The ``Deploy:`` section of a new export (transforms already resolved; ``output_op``
     already checked by the export's ``InferenceWrapper``)."""
     return {
@@ -80,7 +80,7 @@ def deploy_section(input_shape: Sequence[int], output_op: str, transforms: list[
         "input_shape": list(input_shape),
         "output_op": output_op,
         "output_dtype": "int32" if output_op == "argmax" else "float32",
-        **({"argmax_before_resize": True} if argmax_before_resize else {}),
+        **({"argmax_before_resize": argmax_before_resize} if argmax_before_resize else {}),
     }
 
 
@@ -160,7 +160,7 @@ class DeployInfo:
     input_shape: list[int] | None   # [N, C, H, W], -1 for dynamic dims
     quant: dict[str, Any] | None    # the Quant section of an INT8 export
     onnx_file: Path | None = None   # Deploy.onnx, written by segq.deploy.onnx_export
-    argmax_before_resize: bool = False
+    argmax_before_resize: bool | float = False  # True, or the fraction of the input size
 
     @property
     def is_quantized(self) -> bool:
@@ -236,4 +236,4 @@ def load_deploy_info(path: str | os.PathLike, require_onnx: bool = True) -> Depl
                       model_file=model_file, params_file=params_file,
                       transforms=[dict(t) for t in transforms], output_op=output_op,
                       input_shape=input_shape, quant=quant, onnx_file=onnx_file,
-                      argmax_before_resize=bool(info.get("argmax_before_resize", False)))
+                      argmax_before_resize=info.get("argmax_before_resize") or False)
