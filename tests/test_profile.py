@@ -8,8 +8,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from segq.bench.profile import (OpTime, _shares, parse_paddle_profile, profile_markdown,
-                                profile_openvino, profile_paddle)
+from segq.bench.profile import (OpComparison, OpTime, _shares, parse_paddle_profile,
+                                profile_markdown, profile_onnxruntime, profile_openvino,
+                                profile_paddle)
 from segq.config import load_config
 from segq.deploy.export import ExportOptions
 from segq.deploy.onnx_export import export_onnx
@@ -106,11 +107,22 @@ def export_dir(tmp_path_factory):
 def test_profiles_cover_the_models_ops(export_dir):
     x = np.random.default_rng(0).standard_normal([1, 3, 64, 96]).astype("float32")
     paddle_ops = profile_paddle(export_dir, x, int8=False, cpu_threads=1, runs=3)
-    ov_ops = profile_openvino(export_onnx(export_dir), x, cpu_threads=1, runs=3)
-    for ops, conv in ((paddle_ops, "conv2d"), (ov_ops, "Convolution")):
+    onnx_file = export_onnx(export_dir)
+    ov_ops = profile_openvino(onnx_file, x, cpu_threads=1, runs=3)
+    ort_ops = profile_onnxruntime(onnx_file, x, cpu_threads=1, runs=3)
+    for ops, conv in ((paddle_ops, "conv2d"), (ov_ops, "Convolution"), (ort_ops, "Conv")):
         times = [o.ms_per_run for o in ops]
         assert times == sorted(times, reverse=True) and times[0] > 0
         # BiSeNetV2's time is mostly convolutions (about 0.8 of it under both runtimes)
         assert sum(o.share for o in ops if conv in o.op) > 0.5, ops
     md = profile_markdown("BiSeNetV2 FP32", paddle_ops, top=3)
     assert md.startswith("### BiSeNetV2 FP32") and "| (other) |" in md and "**total**" in md
+
+
+@pytest.mark.parametrize("op, conversion", [
+    ("quantize", True), ("dequantize", True), ("reorder_brgemm", True), ("fused_conv2d", False),
+    ("QuantizeLinear", True), ("DequantizeLinear", True), ("ReorderInput", True),
+    ("QLinearConv", False), ("Reorder (ref_any)", True), ("FakeQuantize (jit_avx512)", True),
+    ("Convolution (brgconv_avx512_I8)", False)])
+def test_conversion_ops_of_every_runtime(op, conversion):
+    assert OpComparison(op, 1.0, 2.0).conversion is conversion

@@ -57,10 +57,20 @@ def test_report_of_a_ptq_export_names_every_layer_and_a_float_layer_is_exact(
         fp32_run, ptq_export, tmp_path):
     cfg = cfg_with()
     r = quant_report(cfg, str(fp32_run), str(tmp_path / "report"), model_dir=str(ptq_export),
-                     num_images=3)
+                     num_images=3, profile=["onnxruntime"])
     out = tmp_path / "report"
     assert sorted(p.name for p in out.iterdir()) == [
-        "cosine.png", "layers.csv", "quant_params.csv", "report.md", "samples.csv"]
+        "cosine.png", "layers.csv", "quant_params.csv", "report.md", "samples.csv",
+        "speed.csv"]
+    # the ONNX Runtime profile: integer convs in the INT8 run, float ones in the FP32 run,
+    # from a copy of the user's export (which is left without an ONNX file)
+    speed = {row["op"]: row for row in read_csv(out / "speed.csv")}
+    assert {row["runtime"] for row in speed.values()} == {"onnxruntime"}
+    assert float(speed["QLinearConv"]["int8_ms"]) > 0
+    assert float(speed["QLinearConv"]["fp32_ms"]) == 0
+    assert speed["QuantizeLinear"]["conversion"] == "True"
+    assert "## Speed per op type (ONNX Runtime" in (out / "report.md").read_text()
+    assert not (ptq_export / "model.onnx").exists()
     rows = read_csv(out / "layers.csv")
     model = build_model_for(cfg, str(fp32_run))
     convs = [n for n, l in model.named_sublayers() if isinstance(l, paddle.nn.Conv2D)]
@@ -102,9 +112,16 @@ def test_report_of_a_qat_checkpoint(fp32_run, tmp_path):
     observe_activation_ranges(qat, [paddle.rand([2, 3, 48, 64]) * 2 - 1 for _ in range(3)])
     paddle.save(qat.model.state_dict(), str(tmp_path / "qat.pdparams"))
     r = quant_report(cfg, str(fp32_run), str(tmp_path / "report"),
-                     qat_weights=str(tmp_path / "qat.pdparams"), num_images=2)
+                     qat_weights=str(tmp_path / "qat.pdparams"), num_images=2,
+                     profile=["paddle", "openvino"])
     assert r.layers and all(row["quantized"] for row in r.layers)
     assert all(0.5 < row["cos_isolated"] < 1.0 for row in r.layers)
+    # oneDNN quantizes the input of its INT8 convs; OpenVINO runs convs in both
+    assert set(r.speed) == {"paddle", "openvino"}
+    assert any(s.op == "quantize" and s.int8_ms > 0 for s in r.speed["paddle"])
+    assert any(s.op.startswith("Convolution") and s.fp32_ms > 0 for s in r.speed["openvino"])
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "(Paddle Inference oneDNN, batch 1" in text and "(OpenVINO, batch 1" in text
 
 
 def test_a_variant_with_layers_in_float_deploys_and_matches_the_fp32_program(

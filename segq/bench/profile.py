@@ -1,6 +1,7 @@
 """Where a deployed model's time goes: per-op-type time under Paddle Inference (its built-in
-profiler) or OpenVINO (per-node performance counters), as ms per run and share of the total.
-The evidence behind the speed notes in docs/benchmark."""
+profiler), ONNX Runtime (its JSON trace of kernel times) or OpenVINO (per-node performance
+counters), as ms per run and share of the total. The evidence behind the speed notes in
+docs/benchmark."""
 from __future__ import annotations
 
 import os
@@ -113,6 +114,40 @@ def profile_openvino(model_file: str | os.PathLike, batch: np.ndarray, cpu_threa
     return _shares(totals, runs)
 
 
+def profile_onnxruntime(model_file: str | os.PathLike, batch: np.ndarray, cpu_threads: int,
+                        runs: int) -> list[OpTime]:
+    """Kernel time per op type of the graph ONNX Runtime runs (after its fusions: QLinearConv
+    is an integer conv, Conv / FusedConv a float one), from its profiler's trace."""
+    import json
+
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = cpu_threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    with tempfile.TemporaryDirectory(prefix="segq_ort_profile_") as tmp:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tmp) / "trace")
+        session = ort.InferenceSession(str(model_file), options,
+                                       providers=["CPUExecutionProvider"])
+        feed = {session.get_inputs()[0].name: batch}
+        session.run(None, feed)  # warm-up, dropped below with the session set-up
+        for _ in range(runs):
+            session.run(None, feed)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    totals: Counter = Counter()
+    runs_seen = [e for e in events if e.get("name") == "model_run"]
+    warm_end = runs_seen[0]["ts"] + runs_seen[0]["dur"] if runs_seen else 0
+    for e in events:
+        if (e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time")
+                and e["ts"] >= warm_end):
+            totals[e["args"]["op_name"]] += e["dur"] / 1000.0
+    if not totals:
+        raise RuntimeError(f"ONNX Runtime traced no kernel of {model_file}")
+    return _shares(totals, runs)
+
+
 def profile_markdown(title: str, ops: list[OpTime], top: int = 12) -> str:
     lines = [f"### {title}", "", "| op (kernel) | ms per run | share |", "|---|---:|---:|"]
     lines += [f"| {o.op} | {o.ms_per_run:.2f} | {o.share:.1%} |" for o in ops[:top]]
@@ -126,11 +161,14 @@ def profile_markdown(title: str, ops: list[OpTime], top: int = 12) -> str:
 def onnx_file_of(model_dir: str | os.PathLike) -> Path:
     from ..deploy.deploy_file import load_deploy_info
 
-    return load_deploy_info(model_dir).require_onnx_file("the OpenVINO profile")
+    return load_deploy_info(model_dir).require_onnx_file("an ONNX Runtime or OpenVINO profile")
 
 
-# the ops that only move data between float and INT8 layouts in a oneDNN INT8 run
-CONVERSION_OPS = ("quantize", "dequantize", "requantize", "reorder", "transfer_layout")
+# the ops that only move data between float and INT8 (or between layouts): Paddle oneDNN,
+# ONNX Runtime and OpenVINO names
+CONVERSION_OPS = ("quantize", "dequantize", "requantize", "reorder", "transfer_layout",
+                  "QuantizeLinear", "DequantizeLinear", "ReorderInput", "ReorderOutput",
+                  "Reorder", "FakeQuantize")
 
 
 @dataclass(frozen=True)
@@ -145,7 +183,8 @@ class OpComparison:
 
     @property
     def conversion(self) -> bool:
-        return any(self.op == c or self.op.startswith(c + "_") for c in CONVERSION_OPS)
+        op = self.op.split(" (")[0]  # OpenVINO's "Reorder (ref_any)"
+        return any(op == c or op.startswith(c + "_") for c in CONVERSION_OPS)
 
 
 def compare_op_times(fp32: list[OpTime], int8: list[OpTime]) -> list[OpComparison]:
@@ -163,7 +202,7 @@ def op_comparison_markdown(rows: list[OpComparison]) -> str:
     conv = sum(r.int8_ms for r in rows if r.conversion)
     lines = [f"INT8 {total_b:.2f} ms against FP32 {total_a:.2f} ms per run; "
              f"{conv:.2f} ms of the INT8 run ({conv / total_b if total_b else 0:.0%}) is "
-             f"conversion between float and INT8 ({', '.join(CONVERSION_OPS)}).", "",
+             f"conversion between float and INT8 or between layouts.", "",
              "| op | FP32 ms | INT8 ms | INT8 / FP32 | |", "|---|---:|---:|---:|---|"]
     for r in rows:
         ratio = f"{r.int8_ms / r.fp32_ms:.2f}" if r.fp32_ms else "only INT8"

@@ -19,6 +19,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -91,7 +92,8 @@ class QuantReport:
     output_cosine: float
     seconds: float
     miou_deployed: float | None = None  # oneDNN INT8 on the same images
-    speed: list | None = None          # bench.profile.OpComparison rows, with --profile
+    # with --profile: runtime -> bench.profile.OpComparison rows (FP32 against INT8 per op)
+    speed: dict[str, list] = field(default_factory=dict)
 
 
 def compare_programs(fp32: ExportedProgram, int8: ExportedProgram, names: list[str],
@@ -156,11 +158,12 @@ def compare_programs(fp32: ExportedProgram, int8: ExportedProgram, names: list[s
 
 def quant_report(cfg: SegConfig, fp32_weights: str, save_dir: str,
                  qat_weights: str | None = None, model_dir: str | None = None,
-                 num_images: int = 32, profile: bool = False,
+                 num_images: int = 32, profile: Sequence[str] = (),
                  cpu_threads: int = 2) -> QuantReport:
     """Compare the INT8 model (a QAT checkpoint, or a PTQ / QAT export) with the FP32 one
     on the first ``num_images`` val images and write the report files into ``save_dir``;
-    with ``profile``, also the time per op type of both under Paddle Inference (oneDNN)."""
+    with ``profile`` (runtimes among PROFILE_BACKENDS), also the time per op type of both
+    under each runtime."""
     from ...builders import build_qat_model
     from ...data.loader import build_eval_loader
     from ...deploy.workflows import export_model
@@ -175,6 +178,10 @@ def quant_report(cfg: SegConfig, fp32_weights: str, save_dir: str,
         raise ValueError("--fp32_model: give the FP32 weights the INT8 model came from")
     if num_images < 1:
         raise ValueError(f"--num_images must be >= 1, got {num_images}")
+    unknown = sorted(set(profile) - set(PROFILE_BACKENDS))
+    if unknown:
+        raise ValueError(f"--profile: expected runtimes among {', '.join(PROFILE_BACKENDS)}, "
+                         f"got {', '.join(unknown)}")
     save = Path(save_dir)
     check_save_dir(save)
     if model_dir is not None:
@@ -185,9 +192,9 @@ def quant_report(cfg: SegConfig, fp32_weights: str, save_dir: str,
     shutil.rmtree(work, ignore_errors=True)
     try:
         fp32 = ExportedProgram(export_model(cfg, model, work / "fp32"))
-        if qat_weights:
-            model_dir = export_qat_model(cfg, build_qat_model(cfg, qat_weights=qat_weights),
-                                         work / "int8")
+        qat_model = build_qat_model(cfg, qat_weights=qat_weights) if qat_weights else None
+        if qat_model is not None:
+            model_dir = export_qat_model(cfg, qat_model, work / "int8")
         int8 = ExportedProgram(model_dir, float_source=fp32)
         samples = []
         for sample in build_eval_loader(dataset):
@@ -204,8 +211,10 @@ def quant_report(cfg: SegConfig, fp32_weights: str, save_dir: str,
         result = QuantReport(save, [a.row() for a in accs], rows, miou_fp32, miou_int8,
                              out_cos, time.perf_counter() - t0, miou_deployed)
         if profile:
-            result.speed = profile_speed(fp32.model_dir, Path(model_dir),
-                                         samples[0]["img"][None], cpu_threads)
+            dirs = (fp32.model_dir, Path(model_dir))
+            if set(profile) - {"paddle"}:
+                dirs = _onnx_exports(cfg, model, qat_model, Path(model_dir), samples, work)
+            result.speed = profile_speed(*dirs, samples[0]["img"][None], profile, cpu_threads)
         out = work / "report"
         out.mkdir()
         write_report_files(result, int8, names, out, model_dir)
@@ -226,13 +235,52 @@ def _deployed_label_fn(model_dir, cpu_threads: int):
                                                  cpu_threads=cpu_threads))
 
 
-def profile_speed(fp32_dir: Path, int8_dir: Path, batch: np.ndarray, cpu_threads: int,
-                  runs: int = 30) -> list:
-    """Time per op type of the FP32 and the INT8 export under Paddle Inference oneDNN."""
-    from ...bench.profile import compare_op_times, profile_paddle
+PROFILE_BACKENDS = ("paddle", "onnxruntime", "openvino")
+RUNTIME_NAMES = {"paddle": "Paddle Inference oneDNN", "onnxruntime": "ONNX Runtime",
+                 "openvino": "OpenVINO"}
 
-    return compare_op_times(profile_paddle(fp32_dir, batch, False, cpu_threads, runs),
-                            profile_paddle(int8_dir, batch, True, cpu_threads, runs))
+
+def _onnx_exports(cfg: SegConfig, model, qat_model, int8_dir: Path, samples: list,
+                  work: Path) -> tuple[Path, Path]:
+    """FP32 and INT8 exports with the val images' fixed input size and their ONNX files (the
+    INT8 one in ONNX Runtime's layout, calibrated on the report's first images), in ``work``:
+    a user's export is copied, not changed."""
+    from ...deploy.export import ExportOptions
+    from ...deploy.onnx_export import export_onnx
+    from ...deploy.workflows import export_model
+    from ..qat import export_qat_model
+
+    options = ExportOptions(input_shape=[1, *samples[0]["img"].shape])
+    fp32_dir = export_model(cfg, model, work / "fp32_onnx", options)
+    if qat_model is not None:
+        int8_onnx = export_qat_model(cfg, qat_model, work / "int8_onnx", options)
+    else:
+        int8_onnx = work / "int8_onnx"
+        shutil.copytree(int8_dir, int8_onnx)
+    export_onnx(fp32_dir)
+    export_onnx(int8_onnx, calib_batches=[s["img"][None] for s in samples[:8]])
+    return fp32_dir, int8_onnx
+
+
+def profile_speed(fp32_dir: Path, int8_dir: Path, batch: np.ndarray,
+                  backends: Sequence[str] = ("paddle",), cpu_threads: int = 2,
+                  runs: int = 30) -> dict[str, list]:
+    """Time per op type of the FP32 and the INT8 export under each runtime in ``backends``
+    (the ONNX ones read the exports' ONNX files)."""
+    from ...bench.profile import (compare_op_times, onnx_file_of, profile_onnxruntime,
+                                  profile_openvino, profile_paddle)
+
+    speed = {}
+    for backend in backends:
+        if backend == "paddle":
+            fp32, int8 = (profile_paddle(d, batch, d == int8_dir, cpu_threads, runs)
+                          for d in (fp32_dir, int8_dir))
+        else:
+            run = profile_onnxruntime if backend == "onnxruntime" else profile_openvino
+            fp32, int8 = (run(onnx_file_of(d), batch, cpu_threads, runs)
+                          for d in (fp32_dir, int8_dir))
+        speed[backend] = compare_op_times(list(fp32), list(int8))
+    return speed
 
 
 def _progress(samples):
@@ -253,14 +301,17 @@ def write_report_files(r: QuantReport, int8: ExportedProgram, names: list[str], 
                [vars(s) for s in r.samples])
     plot_cosine(r.layers, out / "cosine.png")
     text = report_markdown(r, model_dir)
-    if r.speed is not None:
+    if r.speed:
         from ...bench.profile import op_comparison_markdown
 
-        _write_csv(out / "speed.csv", ["op", "fp32_ms", "int8_ms", "slower", "conversion"],
-                   [{"op": s.op, "fp32_ms": s.fp32_ms, "int8_ms": s.int8_ms,
-                     "slower": s.slower, "conversion": s.conversion} for s in r.speed])
-        text += ("\n\n## Speed per op type (Paddle Inference oneDNN, batch 1, "
-                 f"{r.samples and 'one val image'})\n\n" + op_comparison_markdown(r.speed))
+        _write_csv(out / "speed.csv",
+                   ["runtime", "op", "fp32_ms", "int8_ms", "slower", "conversion"],
+                   [{"runtime": backend, "op": s.op, "fp32_ms": s.fp32_ms, "int8_ms": s.int8_ms,
+                     "slower": s.slower, "conversion": s.conversion}
+                    for backend, rows in r.speed.items() for s in rows])
+        for backend, rows in r.speed.items():
+            text += (f"\n\n## Speed per op type ({RUNTIME_NAMES[backend]}, batch 1, one val "
+                     f"image)\n\n" + op_comparison_markdown(rows))
     (out / "report.md").write_text(text + "\n")
 
 
