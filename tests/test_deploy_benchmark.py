@@ -82,6 +82,15 @@ def test_benchmark_measures_every_backend_and_the_peers_in_one_run(exports):
     assert md.count("| **BiSeNetV2** |") == 1 and "PTQ: NNCF" in md
 
 
+def test_latency_only_skips_the_miou(exports):
+    out, fp32, int8 = exports
+    r = bench(out, fp32[:1], int8[:1], "--name", "speed", "--no_peers", "--latency_only")
+    assert r.returncode == 0, r.stderr[-3000:]
+    run = json.loads((out / "tables/runs/speed.json").read_text())
+    assert len(run["rows"]) == 6 and run["settings"]["evaluate"] is False
+    assert all(x["miou"] is None and x["latency_ms"] > 0 for x in run["rows"])
+
+
 def test_benchmark_rejects_exports_it_cannot_compare(exports, tmp_path):
     out, fp32, int8 = exports
     r = bench(out, int8[:1], fp32[:1], "--name", "swapped", "--no_peers")

@@ -1,6 +1,7 @@
 """Random-weight exports for speed measurements (tools/random_exports.py, the zoo table):
 an FP32, an INT8 and an INT8 argmax-before-resize export of the same network that run."""
 import numpy as np
+import yaml
 
 from segq.bench.random_exports import random_weight_exports
 from segq.config import load_config
@@ -39,6 +40,10 @@ def test_cli_writes_under_save_dir_and_the_openvino_models_profile(tmp_path, cap
         assert (tmp_path / name / "deploy.yaml").is_file() and f"{name}: " in printed
     peer = tmp_path / "nncf" / "model.xml"
     assert peer.is_file() and (tmp_path / "int8" / "model.onnx").is_file()
+    assert (tmp_path / "ort_ptq" / "model.onnx").is_file()
+    assert load_deploy_info(tmp_path / "int8").onnx_file == tmp_path / "int8" / "model.onnx"
+    layout = yaml.safe_load((tmp_path / "int8" / "deploy.yaml").read_text())["Deploy"]
+    assert layout["onnx_int8_layout"]["layout"] == "onnxruntime"
     profile_main(["--model_dir", str(peer), str(tmp_path / "int8"), "--backend", "openvino",
                   "--input_shape", *map(str, SHAPE), "--cpu_threads", "1", "--runs", "2"])
     tables = capsys.readouterr().out

@@ -7,7 +7,7 @@ The published tables are the project's runs: pass --out_dir docs/benchmark for t
 python deploy/python/benchmark.py --config C --fp32_dir D32 [D32_2 ...] --int8_dir D8 [D8_2 ...]
     --name N
     [--save_dir output/benchmark] [--out_dir output/benchmark] [--cpu_threads 2]
-    [--latency_runs 50] [--throughput_batch 8] [--calib_images 32] [--no_peers]"""
+    [--latency_runs 50] [--throughput_batch 8] [--calib_images 32] [--no_peers] [--latency_only]"""
 from segq.cli import build_parser, config_opts, run_cli, set_default_threads
 
 set_default_threads()
@@ -34,6 +34,8 @@ def parse_args(argv=None):
     g.add_argument("--throughput_batch", type=int, default=8, help="0: skip throughput")
     g.add_argument("--calib_images", type=int, default=32)
     g.add_argument("--no_peers", action="store_true", help="skip the peer PTQ rows")
+    g.add_argument("--latency_only", action="store_true",
+                   help="no mIoU evaluation (exports with random weights: speed only)")
     return p.parse_args(argv)
 
 
@@ -51,7 +53,7 @@ def main(argv=None):
     settings = BenchSettings(cpu_threads=args.cpu_threads, latency_runs=args.latency_runs,
                              throughput_batch=args.throughput_batch,
                              calib_images=args.calib_images, peers=not args.no_peers,
-                             num_workers=args.num_workers)
+                             num_workers=args.num_workers, evaluate=not args.latency_only)
     rows = benchmark_network(cfg, args.fp32_dir, args.int8_dir,
                              Path(args.save_dir) / args.name, settings)
     command = command_line("deploy/python/benchmark.py", argv)

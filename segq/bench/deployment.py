@@ -40,6 +40,7 @@ class BenchSettings:
     ort_layout_images: int = 8      # the first of them calibrate segq INT8's ONNX layout
     peers: bool = True              # add the ORT quantize_static and NNCF rows
     num_workers: int = 0            # data loading for the mIoU evaluation
+    evaluate: bool = True           # False: no mIoU (random-weight exports: speed only)
 
 
 @dataclass(frozen=True)
@@ -176,10 +177,12 @@ def benchmark_network(cfg: SegConfig, fp32_dirs: list[str | os.PathLike],
     todo = candidates(exports, settings, work, calib)
     runners, mious = [], []
     for i, cand in enumerate(todo, 1):
-        logger.info(f"[{i}/{len(todo)}] {cand.backend} {cand.precision} ({cand.method}): mIoU")
+        logger.info(f"[{i}/{len(todo)}] {cand.backend} {cand.precision} ({cand.method})")
         runners.append(cand.make())
-        mious.append(evaluate_backend(cfg, runners[-1], settings.num_workers).miou)
-        logger.info(f"    mIoU {mious[-1]:.4f}")
+        mious.append(evaluate_backend(cfg, runners[-1], settings.num_workers).miou
+                     if settings.evaluate else None)
+        if mious[-1] is not None:
+            logger.info(f"    mIoU {mious[-1]:.4f}")
     logger.info(f"latency of the {len(todo)} engines, in turn over {settings.latency_rounds} "
                 f"rounds")
     run_fns = [r.run for r in runners]
@@ -193,8 +196,9 @@ def benchmark_network(cfg: SegConfig, fp32_dirs: list[str | os.PathLike],
     del runners, run_fns
     measured = list(zip(todo, mious, lats, ipss))
     for cand, miou, lat, ips in measured:
-        logger.info(f"{cand.backend} {cand.precision} ({cand.method}): mIoU {miou:.4f}, "
-                    f"{lat.median_ms:.1f} ms (p90 {lat.p90_ms:.1f})"
+        logger.info(f"{cand.backend} {cand.precision} ({cand.method}): "
+                    + (f"mIoU {miou:.4f}, " if miou is not None else "")
+                    + f"{lat.median_ms:.1f} ms (p90 {lat.p90_ms:.1f})"
                     + (f", {ips:.1f} img/s at batch {settings.throughput_batch}" if ips else ""))
     base = measured[0][2].median_ms  # Paddle Inference, first FP32 export
     return [BenchRow(model=cfg.model.type, backend=c.backend, precision=c.precision,

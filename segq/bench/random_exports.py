@@ -58,14 +58,18 @@ def random_weight_exports(cfg: SegConfig, save_dir: str | os.PathLike,
 
 def onnx_and_nncf_peer(dirs: dict[str, Path], save_dir: str | os.PathLike,
                        input_shape: list[int], calib_batches: int = 8) -> dict[str, Path]:
-    """ONNX files of the FP32 and INT8 exports in ``dirs`` and the NNCF post-training INT8
-    model of the FP32 one (``save_dir/nncf/model.xml``, calibrated on random batches), for
-    OpenVINO speed comparisons; returns {name: model file}."""
+    """ONNX files of the FP32 and INT8 exports in ``dirs`` (INT8 in ONNX Runtime's layout)
+    and the peers' post-training INT8 models of the FP32 one, calibrated on random batches:
+    NNCF's (``save_dir/nncf/model.xml``) and ONNX Runtime's ``quantize_static``
+    (``save_dir/ort_ptq/model.onnx``); returns {name: model file}."""
     from ..deploy.onnx_export import export_onnx
-    from .peer_ptq import nncf_quantize
+    from .peer_ptq import nncf_quantize, ort_quantize_static
 
-    files = {name: export_onnx(dirs[name]) for name in ("fp32", "int8")}
     rng = np.random.default_rng(0)
     batches = [rng.standard_normal(input_shape).astype("float32") for _ in range(calib_batches)]
+    files = {"fp32": export_onnx(dirs["fp32"]),
+             "int8": export_onnx(dirs["int8"], calib_batches=batches[:4])}
     files["nncf"] = nncf_quantize(files["fp32"], Path(save_dir) / "nncf" / "model.xml", batches)
+    files["ort_ptq"] = ort_quantize_static(files["fp32"],
+                                           Path(save_dir) / "ort_ptq" / "model.onnx", batches)
     return files
