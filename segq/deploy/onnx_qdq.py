@@ -311,7 +311,7 @@ def requantize_conv_biases(model: onnx.ModelProto, stats: OrtLayout) -> None:
 
 
 def onnxruntime_int8_layout(model: onnx.ModelProto, batches: list[np.ndarray],
-                            fuse_ops: Iterable[str] = ()) -> OrtLayout:
+                            fuse_ops: Iterable[str] = FUSED_OPS) -> OrtLayout:
     """Rewrite ``model`` (a QDQ graph from ``export_onnx``) in place into the layout ONNX
     Runtime runs with integer kernels; ``batches`` (preprocessed NCHW float32 inputs)
     calibrate the conv outputs that had no quantizer and the outputs of ``fuse_ops``."""
