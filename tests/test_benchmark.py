@@ -49,9 +49,9 @@ def test_files_size_mb_sums_the_files(tmp_path):
 def test_measure_interleaved_takes_the_engines_in_turn():
     calls = []
     engines = [lambda b, k=k: calls.append(k) for k in "abc"]
-    stats = measure_interleaved(engines, np.zeros(1), warmup=2, runs=5, rounds=2)
-    # warm-up of each, then rounds of 3 and 2 timed runs per engine, in turn
-    assert "".join(calls) == "aabbcc" + "aaabbbccc" + "aabbcc"
+    stats = measure_interleaved(engines, np.zeros(1), warmup=2, runs=5, rounds=2, settle=1)
+    # warm-up of each, then rounds of 1 untimed + 3 and 1 + 2 timed runs per engine, in turn
+    assert "".join(calls) == "aabbcc" + "aaaabbbbcccc" + "aaabbbccc"
     assert [s.runs for s in stats] == [5, 5, 5]
 
 
@@ -60,5 +60,6 @@ def test_measure_interleaved_ranks_engines_by_their_own_time(monkeypatch):
     monkeypatch.setattr("segq.bench.latency.time.perf_counter", lambda: next(clock) / 1000)
     slow = lambda b: [next(clock) for _ in range(3)]  # noqa: E731
     fast = lambda b: None  # noqa: E731
-    s_slow, s_fast = measure_interleaved([slow, fast], np.zeros(1), warmup=0, runs=4, rounds=2)
+    s_slow, s_fast = measure_interleaved([slow, fast], np.zeros(1), warmup=0, runs=4, rounds=2,
+                                         settle=0)
     assert s_slow.median_ms == pytest.approx(4.0) and s_fast.median_ms == pytest.approx(1.0)

@@ -43,13 +43,17 @@ def measure_latency(run: Callable[[np.ndarray], object], batch: np.ndarray, warm
 
 
 def measure_interleaved(runs_of: Sequence[Callable[[np.ndarray], object]], batch: np.ndarray,
-                        warmup: int = 10, runs: int = 50, rounds: int = 5) -> list[LatencyStats]:
+                        warmup: int = 10, runs: int = 50, rounds: int = 5,
+                        settle: int = 2) -> list[LatencyStats]:
     """Latency of several engines measured side by side: each is warmed up, then the timed
-    ``runs`` of each are split into ``rounds`` blocks taken in turn (A B C A B C ...).
+    ``runs`` of each are split into ``rounds`` blocks taken in turn (A B C A B C ...), each
+    block after ``settle`` untimed runs.
 
     Why: on a shared (virtual) machine the speed of memory-bound kernels drifts for minutes
     at a time, so engines measured one after the other can rank differently from run to run;
-    taken in turn, every engine sees the same drift and their ratios hold."""
+    taken in turn, every engine sees the same drift and their ratios hold. The untimed runs
+    let the previous engine's worker threads, which spin-wait for a while after their last
+    job (ONNX Runtime, OpenMP), go to sleep before the clock starts."""
     if runs < 1:
         raise ValueError(f"runs must be >= 1, got {runs}")
     rounds = max(1, min(rounds, runs))
@@ -60,6 +64,9 @@ def measure_interleaved(runs_of: Sequence[Callable[[np.ndarray], object]], batch
     for r in range(rounds):
         count = runs // rounds + (r < runs % rounds)
         for i, run in enumerate(runs_of):
+            if rounds > 1:
+                for _ in range(settle):
+                    run(batch)
             times[i] += _timed_ms(run, batch, count)
     return [_stats(t) for t in times]
 
