@@ -66,7 +66,8 @@ def onnx_and_nncf_peer(dirs: dict[str, Path], save_dir: str | os.PathLike,
     from .peer_ptq import nncf_quantize, ort_quantize_static
 
     rng = np.random.default_rng(0)
-    batches = [rng.standard_normal(input_shape).astype("float32") for _ in range(calib_batches)]
+    shape = [1 if d == -1 else d for d in input_shape]  # a dynamic batch calibrates with 1
+    batches = [rng.standard_normal(shape).astype("float32") for _ in range(calib_batches)]
     files = {"fp32": export_onnx(dirs["fp32"]),
              "int8": export_onnx(dirs["int8"], calib_batches=batches[:4])}
     files["nncf"] = nncf_quantize(files["fp32"], Path(save_dir) / "nncf" / "model.xml", batches)
