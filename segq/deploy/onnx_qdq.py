@@ -257,7 +257,8 @@ def calibrated_output_quantizers(model: onnx.ModelProto, tensors: list[str],
     for t in tensors:
         source = g.writer.get(t)
         source = g.writer.get(source.input[0]) if source.op_type in _SAME_SCALE else None
-        if source is not None and source.op_type == "DequantizeLinear":
+        if source is not None and source.op_type == "DequantizeLinear" and len(
+                source.input) > 2:
             # ONNX Runtime then drops the pair and resizes the uint8 tensor (a linear
             # resize stays inside its input's range: nothing to calibrate)
             scale, zero = source.input[1], source.input[2]
