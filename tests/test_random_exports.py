@@ -35,13 +35,14 @@ def test_cli_writes_under_save_dir_and_the_openvino_models_profile(tmp_path, cap
 
     # a dynamic batch, as the deployment benchmark wants it (calibration takes batches of 1)
     main(["--config", DEMO, "--save_dir", str(tmp_path), "--input_shape", "-1",
-          *map(str, SHAPE[1:]), "--onnx"])
+          *map(str, SHAPE[1:]), "--onnx", "--fast_argmax", "0.5"])
     printed = capsys.readouterr().out
     for name in ("fp32", "int8", "int8_fast"):
         assert (tmp_path / name / "deploy.yaml").is_file() and f"{name}: " in printed
     peer = tmp_path / "nncf" / "model.xml"
     assert peer.is_file() and (tmp_path / "int8" / "model.onnx").is_file()
     assert (tmp_path / "ort_ptq" / "model.onnx").is_file()
+    assert load_deploy_info(tmp_path / "int8_fast").argmax_before_resize == 0.5
     assert load_deploy_info(tmp_path / "int8").onnx_file == tmp_path / "int8" / "model.onnx"
     layout = yaml.safe_load((tmp_path / "int8" / "deploy.yaml").read_text())["Deploy"]
     assert layout["onnx_int8_layout"]["layout"] == "onnxruntime"

@@ -31,7 +31,8 @@ def settle_batchnorm(model: paddle.nn.Layer, batches: int = 2) -> None:
 
 
 def random_weight_exports(cfg: SegConfig, save_dir: str | os.PathLike,
-                          input_shape: list[int], seed: int = 0) -> dict[str, Path]:
+                          input_shape: list[int], seed: int = 0,
+                          fast_argmax: bool | float = True) -> dict[str, Path]:
     """Write ``save_dir/fp32`` (FP32), ``save_dir/int8`` (QAT INT8) and ``save_dir/int8_fast``
     (INT8 with ``argmax_before_resize``) exports of the config's network with random weights
     at ``input_shape``; returns {name: export dir}."""
@@ -52,7 +53,7 @@ def random_weight_exports(cfg: SegConfig, save_dir: str | os.PathLike,
                                     ExportOptions(input_shape=input_shape))
     dirs["int8_fast"] = export_qat_model(cfg, qat, str(save_dir / "int8_fast"),
                                          ExportOptions(input_shape=input_shape,
-                                                       argmax_before_resize=True))
+                                                       argmax_before_resize=fast_argmax))
     return dirs
 
 
