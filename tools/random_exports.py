@@ -1,6 +1,7 @@
 """FP32, INT8 and INT8-argmax-before-resize exports of a config's network with random weights,
 for speed measurements and profiles without training (see segq.bench.random_exports):
-python tools/random_exports.py --config C --save_dir D [--input_shape 1 3 360 480] [--fast_argmax SCALE] [--onnx]
+python tools/random_exports.py --config C --save_dir D [--input_shape 1 3 360 480]
+    [--fast_argmax SCALE] [--onnx]
     writes D/fp32, D/int8, D/int8_fast; with --onnx also their model.onnx (FP32, INT8 in
     ONNX Runtime's layout) and the peers' post-training INT8 of the FP32 model (random
     calibration data): D/nncf/model.xml (NNCF) and D/ort_ptq/model.onnx (quantize_static)"""
