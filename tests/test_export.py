@@ -271,13 +271,16 @@ def test_paddle_matmul_still_fails_under_the_legacy_exporter_but_legacy_ops_matm
             out = self.matmul(gram, f) + self.matmul(f, pixels, transpose_y=True) * 0.1
             return paddle.reshape(out, paddle.shape(y))
 
+    # kept alive to the end: Paddle's to_static cache can hand the half-traced program of a
+    # collected layer to a new one at the same address (a KeyError on its parameter names)
+    failing = Products(paddle.matmul)
     with pytest.raises(TypeError, match="must be Value, but got Variable"):
-        export_mod.save_legacy_inference_model(Products(paddle.matmul), tmp_path / "m",
-                                               [1, 3, 8, 8])
+        export_mod.save_legacy_inference_model(failing, tmp_path / "m", [1, 3, 8, 8])
     paddle.seed(0)
     rng = np.random.default_rng(0)
     _export_and_run(Products(legacy_ops.matmul), tmp_path,
                     [rng.normal(size=s).astype("float32") for s in [(2, 3, 6, 8), (1, 3, 5, 7)]])
+    del failing
 
 
 def test_danet_attention_paths_export(tmp_path):
