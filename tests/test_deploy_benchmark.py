@@ -38,7 +38,8 @@ def exports(tmp_path_factory):
 
 def bench(out, fp32, int8, *extra):
     cmd = [sys.executable, "deploy/python/benchmark.py", "--config", str(REPO / DEMO),
-           "--fp32_dir", *map(str, fp32), "--int8_dir", *map(str, int8), "--save_dir", str(out / "work"),
+           "--fp32_dir", *map(str, fp32), "--int8_dir", *map(str, int8),
+           "--save_dir", str(out / "work"),
            "--out_dir", str(out / "tables"), "--cpu_threads", "1", "--latency_runs", "3",
            "--throughput_batch", "2", "--calib_images", "2", "--opts", *SMALL, *extra]
     return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
@@ -58,6 +59,8 @@ def test_benchmark_measures_every_backend_and_the_peers_in_one_run(exports):
         *[("Paddle Inference oneDNN", *e) for e in exports],
         *[("ONNX Runtime", *e) for e in exports],
         ("ONNX Runtime", "int8", "PTQ: ORT quantize_static"),
+        # ORT's default quantizes the logits before the arg max: the same PTQ without that
+        ("ONNX Runtime", "int8", "PTQ: ORT quantize_static, float logits"),
         *[("OpenVINO", *e) for e in exports],
         ("OpenVINO", "int8", "PTQ: NNCF")]
     base = rows[0]["latency_ms"]
@@ -80,6 +83,30 @@ def test_benchmark_measures_every_backend_and_the_peers_in_one_run(exports):
     # one table line per row; the fastest INT8 one is in bold
     assert md.count("| BiSeNetV2 |") + md.count("| **BiSeNetV2** |") == len(rows)
     assert md.count("| **BiSeNetV2** |") == 1 and "PTQ: NNCF" in md
+
+
+def test_argmax_ties_of_the_peer_ptq(exports):
+    out, fp32, int8 = exports
+    peer = next((out / "work").rglob("ort_ptq.onnx"), None)
+    if peer is None:  # the benchmark test above did not run (e.g. -k selected this one)
+        assert bench(out, fp32[:1], int8[:1], "--name", "ties").returncode == 0
+        peer = next((out / "work").rglob("ort_ptq.onnx"))
+    cmd = [sys.executable, "tools/argmax_ties.py", "--config", str(REPO / DEMO), "--onnx",
+           str(peer), "--cpu_threads", "1", "--out", str(out / "ties.md"), "--opts", *SMALL]
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    row = next(line for line in (out / "ties.md").read_text().splitlines()
+               if line.startswith(f"| {peer} |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1].endswith("%") and 0.0 <= float(cells[1][:-1]) <= 100.0
+    assert all(0.0 <= float(c) <= 1.0 for c in cells[2:5])
+    # an export whose logits stay float has no ties to study: one clear line, no traceback
+    cmd[cmd.index("--onnx") + 1] = str(int8[0] / "model.onnx")
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode != 0 and "reads float scores" in r.stderr
+    assert "Traceback" not in r.stderr
 
 
 def test_latency_only_skips_the_miou(exports):

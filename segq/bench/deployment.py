@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import onnx
 
 from ..builders import build_dataset
 from ..config import SegConfig
@@ -26,6 +27,8 @@ logger = logging.getLogger("segq")
 PADDLE, ORT, OPENVINO = "Paddle Inference oneDNN", "ONNX Runtime", "OpenVINO"
 FP32, QAT = "FP32", "QAT (segq)"
 PTQ_ORT, PTQ_NNCF = "PTQ: ORT quantize_static", "PTQ: NNCF"
+# ORT's default also quantizes the logits before the arg max (segq.bench.argmax_ties)
+PTQ_ORT_FLOAT_LOGITS = PTQ_ORT + ", float logits"
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,7 @@ def candidates(exports: list[DeployInfo], settings: BenchSettings, peer_dir: Pat
     """Every export on every backend (FP32 exports first), then the peer PTQ models of the
     first FP32 export."""
     from ..deploy.onnx_backend import OnnxRuntimeModel, OpenVINOModel
+    from ..deploy.onnx_graph import argmax_quantizer
     from ..deploy.paddle_inference import PaddleInferenceModel
 
     threads = settings.cpu_threads
@@ -118,10 +122,15 @@ def candidates(exports: list[DeployInfo], settings: BenchSettings, peer_dir: Pat
         source = exports[0].onnx_file
         ort_file = ort_quantize_static(source, peer_dir / "ort_ptq.onnx", calib())
         ov_xml = nncf_quantize(source, peer_dir / "nncf_ptq.xml", calib())
-        rows += [Candidate(ORT, "int8", PTQ_ORT, lambda: OnnxRuntimeModel(ort_file, threads),
-                           (ort_file,)),
-                 Candidate(OPENVINO, "int8", PTQ_NNCF, lambda: OpenVINOModel(ov_xml, threads),
-                           (ov_xml, ov_xml.with_suffix(".bin")))]
+        peers = [(ORT, PTQ_ORT, ort_file)]
+        if argmax_quantizer(onnx.load(str(ort_file), load_external_data=False).graph):
+            # the same quantizer without its arg max tie rule: segq's exports keep float logits
+            peers.append((ORT, PTQ_ORT_FLOAT_LOGITS, ort_quantize_static(
+                source, peer_dir / "ort_ptq_float_logits.onnx", calib(), float_logits=True)))
+        rows += [Candidate(ORT, "int8", method, lambda f=f: OnnxRuntimeModel(f, threads), (f,))
+                 for _, method, f in peers]
+        rows.append(Candidate(OPENVINO, "int8", PTQ_NNCF, lambda: OpenVINOModel(ov_xml, threads),
+                              (ov_xml, ov_xml.with_suffix(".bin"))))
     # the runtimes' order in the table: Paddle, then ONNX Runtime, then OpenVINO
     order = {PADDLE: 0, ORT: 1, OPENVINO: 2}
     return sorted(rows, key=lambda c: order[c.backend])

@@ -19,6 +19,7 @@ from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, 
                                       QuantType, quantize_static)
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
+from ..deploy.onnx_graph import argmax_logit_path
 from .latency import files_size_mb
 
 __all__ = ["model_size_mb", "nncf_quantize", "ort_quantize_static"]
@@ -74,10 +75,24 @@ def _onnx_input_name(model_file: Path) -> str:
     return names[0]
 
 
+def _logit_nodes(model_file: Path) -> list[str]:
+    """Names of the nodes from the logits to the arg max (named first where unnamed: ONNX
+    Runtime excludes nodes by name)."""
+    model = onnx.load(str(model_file))
+    for i, node in enumerate(model.graph.node):
+        node.name = node.name or f"segq_node_{i}"
+    onnx.save(model, str(model_file))
+    return [node.name for node in argmax_logit_path(model.graph)]
+
+
 def ort_quantize_static(fp32_onnx: str | Path, out_file: str | Path,
-                        calib_batches: Iterable[np.ndarray]) -> Path:
+                        calib_batches: Iterable[np.ndarray], float_logits: bool = False) -> Path:
     """ONNX Runtime static INT8 quantization (QDQ, per-channel int8 weights, uint8
-    activations, MinMax calibration) of ``fp32_onnx`` into ``out_file``; returns it."""
+    activations, MinMax calibration) of ``fp32_onnx`` into ``out_file``; returns it.
+
+    By default ONNX Runtime also quantizes the resize and arg max after the last conv, so
+    the arg max reads uint8 logits and gives ties to the lowest class id (see
+    ``segq.bench.argmax_ties``); ``float_logits`` leaves them in float, as segq's exports do."""
     src = _check_model_file(fp32_onnx)
     batches = _calib_list(calib_batches, src)
     input_name = _onnx_input_name(src)
@@ -88,6 +103,7 @@ def ort_quantize_static(fp32_onnx: str | Path, out_file: str | Path,
         pre = Path(tmp) / "preprocessed.onnx"
         # shape inference + ORT basic graph fusions first: markedly faster INT8 on VNNI
         quant_pre_process(str(src), str(pre))
+        excluded = _logit_nodes(pre) if float_logits else []
         tmp_out = Path(tmp) / out.name
         quantize_static(
             str(pre), str(tmp_out), _BatchReader(input_name, batches),
@@ -97,6 +113,7 @@ def ort_quantize_static(fp32_onnx: str | Path, out_file: str | Path,
             # uint8 activations ran faster than int8 ones on the benchmark CPU
             activation_type=QuantType.QUInt8,
             calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=excluded,
         )
         os.replace(tmp_out, out)
     return out

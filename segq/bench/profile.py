@@ -120,17 +120,11 @@ def profile_onnxruntime(model_file: str | os.PathLike, batch: np.ndarray, cpu_th
     is an integer conv, Conv / FusedConv a float one), from its profiler's trace."""
     import json
 
-    import onnxruntime as ort
+    from ..deploy.onnx_backend import ort_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = cpu_threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
     with tempfile.TemporaryDirectory(prefix="segq_ort_profile_") as tmp:
-        options.enable_profiling = True
-        options.profile_file_prefix = str(Path(tmp) / "trace")
-        session = ort.InferenceSession(str(model_file), options,
-                                       providers=["CPUExecutionProvider"])
+        session = ort_session(model_file, cpu_threads, enable_profiling=True,
+                              profile_file_prefix=str(Path(tmp) / "trace"))
         feed = {session.get_inputs()[0].name: batch}
         session.run(None, feed)  # warm-up, dropped below with the session set-up
         for _ in range(runs):

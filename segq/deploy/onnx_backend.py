@@ -19,21 +19,35 @@ def _existing(model_file: str | os.PathLike) -> Path:
     return path
 
 
+def ort_session(model: str | os.PathLike | bytes, cpu_threads: int = 1, optimize: bool = True,
+                **settings):
+    """An ONNX Runtime CPU session as every segq caller wants one: ``cpu_threads`` intra-op
+    threads, sequential execution, errors-only logging, all graph optimizations unless
+    ``optimize`` is False (probes that read intermediate tensors need the graph as written);
+    ``settings`` sets further ``SessionOptions`` attributes (profiling, optimized_model_filepath).
+    ``model`` is a file or a serialized ModelProto."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = int(cpu_threads)
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_ENABLE_ALL if optimize
+                                        else ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
+    options.log_severity_level = 3
+    for name, value in settings.items():
+        setattr(options, name, value)
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
 class OnnxRuntimeModel:
     """ONNX Runtime's CPU execution provider, all graph optimizations, ``cpu_threads``
     intra-op threads."""
 
     def __init__(self, model_file: str | os.PathLike, cpu_threads: int = 2):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = int(cpu_threads)
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.model_file = _existing(model_file)
-        self._session = ort.InferenceSession(str(self.model_file), options,
-                                             providers=["CPUExecutionProvider"])
+        self._session = ort_session(self.model_file, cpu_threads)
         self._input = self._session.get_inputs()[0].name
 
     def run(self, batch: np.ndarray) -> np.ndarray:

@@ -57,3 +57,51 @@ def toposort(graph: onnx.GraphProto) -> None:
         pending = rest
     del graph.node[:]
     graph.node.extend(ordered)
+
+
+# ops that pass values through unchanged: a uint8 grid before them is still one after them
+_VALUE_PRESERVING = {"Transpose", "Reshape", "Squeeze", "Unsqueeze", "Slice", "Identity"}
+
+
+def _passes_grid(node: onnx.NodeProto) -> bool:
+    if node.op_type == "Resize":  # nearest neighbour copies values, linear ones blend them
+        modes = [a.s for a in node.attribute if a.name == "mode"]
+        return modes in ([], [b"nearest"])
+    return node.op_type in _VALUE_PRESERVING
+
+
+def argmax_logit_path(graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+    """Every ArgMax node and the nodes between it and the op that computes its scores:
+    resizes, layout ops and quantize / dequantize pairs (whatever a quantizer would touch
+    on the way from the logits to the arg max)."""
+    writer = producers(graph)
+    path = []
+    for node in graph.node:
+        if node.op_type != "ArgMax":
+            continue
+        path.append(node)
+        current = writer.get(node.input[0])
+        while current is not None and (current.op_type in ("QuantizeLinear", "DequantizeLinear",
+                                                           "Resize") or _passes_grid(current)):
+            path.append(current)
+            current = writer.get(current.input[0])
+    return path
+
+
+def argmax_quantizer(graph: onnx.GraphProto) -> tuple[str, str] | None:
+    """``(float tensor, dequantized tensor)`` of the quantize / dequantize pair whose output
+    an ArgMax reads (directly or through value-preserving ops), None if its scores are float.
+    Quantized scores lie on a uint8 grid, so near-equal top classes tie and ArgMax gives the
+    tie to the lowest class id."""
+    writer = producers(graph)
+    for node in graph.node:
+        if node.op_type != "ArgMax":
+            continue
+        current = writer.get(node.input[0])
+        while current is not None and _passes_grid(current):
+            current = writer.get(current.input[0])
+        if current is not None and current.op_type == "DequantizeLinear":
+            quantize = writer.get(current.input[0])
+            if quantize is not None and quantize.op_type == "QuantizeLinear":
+                return quantize.input[0], current.output[0]
+    return None

@@ -35,6 +35,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from .onnx_backend import ort_session
 from .onnx_graph import constants, consumers, drop_unused, producers, toposort
 
 # ops ONNX Runtime moves a QuantizeLinear backward across on its own
@@ -193,19 +194,13 @@ def unquantized_conv_outputs(model: onnx.ModelProto) -> list[str]:
 def tensor_ranges(model: onnx.ModelProto, tensors: list[str],
                   batches: Iterable[np.ndarray]) -> dict[str, tuple[float, float]]:
     """min / max of ``tensors`` over ``batches``, run in ONNX Runtime without optimization."""
-    import onnxruntime as ort
-
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     outputs = {o.name for o in probe.graph.output}
     for t in tensors:
         if t not in outputs:
             probe.graph.output.append(helper.make_tensor_value_info(t, TensorProto.FLOAT, None))
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.log_severity_level = 3
-    session = ort.InferenceSession(probe.SerializeToString(), options,
-                                   providers=["CPUExecutionProvider"])
+    session = ort_session(probe.SerializeToString(), optimize=False)
     feed = session.get_inputs()[0].name
     low = dict.fromkeys(tensors, np.inf)
     high = dict.fromkeys(tensors, -np.inf)
@@ -337,18 +332,12 @@ def onnxruntime_op_counts(onnx_file, cpu_threads: int = 1) -> dict[str, int]:
     from collections import Counter
     from pathlib import Path
 
-    import onnxruntime as ort
-
     if not Path(onnx_file).is_file():
         raise FileNotFoundError(f"{onnx_file}: no such ONNX file")
     with tempfile.TemporaryDirectory(prefix="segq_ort_") as tmp:
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = cpu_threads
-        options.log_severity_level = 3
-        options.optimized_model_filepath = str(Path(tmp) / "optimized.onnx")
-        ort.InferenceSession(str(onnx_file), options, providers=["CPUExecutionProvider"])
-        graph = onnx.load(options.optimized_model_filepath).graph
+        optimized = str(Path(tmp) / "optimized.onnx")
+        ort_session(onnx_file, cpu_threads, optimized_model_filepath=optimized)
+        graph = onnx.load(optimized).graph
     return dict(Counter(node.op_type for node in graph.node))
 
 
