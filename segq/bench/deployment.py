@@ -122,13 +122,13 @@ def candidates(exports: list[DeployInfo], settings: BenchSettings, peer_dir: Pat
         source = exports[0].onnx_file
         ort_file = ort_quantize_static(source, peer_dir / "ort_ptq.onnx", calib())
         ov_xml = nncf_quantize(source, peer_dir / "nncf_ptq.xml", calib())
-        peers = [(ORT, PTQ_ORT, ort_file)]
+        ort_peers = {PTQ_ORT: ort_file}
         if argmax_quantizer(onnx.load(str(ort_file), load_external_data=False).graph):
             # the same quantizer without its arg max tie rule: segq's exports keep float logits
-            peers.append((ORT, PTQ_ORT_FLOAT_LOGITS, ort_quantize_static(
-                source, peer_dir / "ort_ptq_float_logits.onnx", calib(), float_logits=True)))
+            ort_peers[PTQ_ORT_FLOAT_LOGITS] = ort_quantize_static(
+                source, peer_dir / "ort_ptq_float_logits.onnx", calib(), float_logits=True)
         rows += [Candidate(ORT, "int8", method, lambda f=f: OnnxRuntimeModel(f, threads), (f,))
-                 for _, method, f in peers]
+                 for method, f in ort_peers.items()]
         rows.append(Candidate(OPENVINO, "int8", PTQ_NNCF, lambda: OpenVINOModel(ov_xml, threads),
                               (ov_xml, ov_xml.with_suffix(".bin"))))
     # the runtimes' order in the table: Paddle, then ONNX Runtime, then OpenVINO
