@@ -63,3 +63,34 @@ def test_measure_interleaved_ranks_engines_by_their_own_time(monkeypatch):
     s_slow, s_fast = measure_interleaved([slow, fast], np.zeros(1), warmup=0, runs=4, rounds=2,
                                          settle=0)
     assert s_slow.median_ms == pytest.approx(4.0) and s_fast.median_ms == pytest.approx(1.0)
+
+
+def test_measure_interleaved_settles_a_slow_engine_before_timing_it(monkeypatch):
+    # engine "a" runs slow for its first 3 calls after the other engine ran (cold caches)
+    calls, now = [], [0.0]
+    monkeypatch.setattr("segq.bench.latency.time.perf_counter", lambda: now[0])
+
+    def engine(name):
+        def run(b):
+            calls.append(name)
+            cold = name == "a" and len(calls) > 2 and calls[-4:-1].count("a") < 3 \
+                and "b" in calls[-4:-1]
+            now[0] += 0.010 * (3 if cold else 1)
+        return run
+
+    s_a, s_b = measure_interleaved([engine("a"), engine("b")], np.zeros(1), warmup=2, runs=4,
+                                   rounds=2, settle=1, settle_max=10)
+    # the cold runs were spent settling: every timed run of "a" is at its warm speed
+    assert s_a.median_ms == pytest.approx(10.0) and s_a.p90_ms == pytest.approx(10.0)
+    assert calls.count("a") > 2 + 4 + 2  # more untimed runs than the minimum of 1 per round
+    # settle_max bounds the untimed runs of an engine that never gets back to speed
+    slow = iter([1.0] + [5.0] * 100)
+    n = []
+
+    def drifting(b):
+        n.append(1)
+        now[0] += next(slow) / 1000
+
+    measure_interleaved([drifting], np.zeros(1), warmup=1, runs=2, rounds=2, settle=1,
+                        settle_max=3)
+    assert len(n) == 1 + 2 * (3 + 1)
