@@ -209,6 +209,15 @@ def test_calibrating_on_val_images_is_refused_unless_allowed(fault, tiny_dataset
     assert len(calib) == 1 and calib.files[0].endswith("im3.png")
 
 
+def test_calibration_progress_bar_stays_out_of_logs(tiny_dataset_dir, capfd):
+    # stderr is a pipe here, as in a log file: the bar's carriage returns would garble it
+    cfg = load_config(DEMO)
+    source = CalibrationSource(calib_list=str(tiny_dataset_dir / "train.txt"), calib_num=1)
+    calib = load_calibration_set(cfg, source, [{"type": "Normalize"}], progress=True)
+    assert len(calib) == 1
+    assert "reading calibration images" not in capfd.readouterr().err
+
+
 @pytest.mark.fault("QAT-only quant keys or an unavailable mode given to PTQ",
                    command="python slim/ptq.py --config QAT_CONFIG_WITH_DISTILL")
 @pytest.mark.parametrize("extra, opts, message", [

@@ -113,7 +113,7 @@ def zoo_rows(paths: list[str], opts: ZooOptions) -> list[dict]:
                 for pattern in opts.results for f in sorted(glob.glob(pattern))]
     rows = []
     seen = set()
-    for path in tqdm(paths, desc="models"):
+    for path in tqdm(paths, desc="models", disable=None):  # a bar on a terminal only
         cfg = load_config(path)
         network = json.dumps([cfg.model.to_dict(),
                               cfg.quant and cfg.quant.model_dump(mode="json")], sort_keys=True)

@@ -202,8 +202,9 @@ def load_calibration_set(cfg, source: CalibrationSource, transform_specs: list[d
     transforms = build_transforms(transform_specs)
     t0 = time.perf_counter()
     arrays = []
-    for path in tqdm(files, desc="reading calibration images", disable=not progress,
-                     leave=False):
+    # disable=None: a bar on a terminal only, so logs and pipes stay clean
+    for path in tqdm(files, desc="reading calibration images",
+                     disable=None if progress else True, leave=False):
         if path.suffix.lower() == ".npy":
             arrays.append(_load_npy(path, channels))
             continue
