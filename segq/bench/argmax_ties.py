@@ -68,6 +68,11 @@ def argmax_tie_study(cfg: SegConfig, onnx_file: str | os.PathLike,
         sample = dataset[i]
         image = np.asarray(sample["img"], np.float32)[None]
         scores, quantized = session.run(list(pair), {feed: image})
+        if quantized.ndim != 4 or quantized.shape[1] != k:
+            # e.g. a transpose between the quantizer and the arg max: the rules below take
+            # the classes on axis 1
+            raise ValueError(f"{onnx_file}: the quantized scores {pair[1]} have shape "
+                             f"{list(quantized.shape)}, expected [N, {k} classes, H, W]")
         maps, ties = tie_predictions(scores[0], quantized[0])
         tied, pixels = tied + int(ties.sum()), pixels + ties.size
         label = sample.get("ori_label", sample["label"])
