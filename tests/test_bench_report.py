@@ -49,6 +49,10 @@ def results(run_files, tmp_path):
     return runs, br.write_results(runs, tmp_path / "out")
 
 
+def _as_json(row):
+    return json.loads(json.dumps(asdict(row)))  # tuples come back as lists
+
+
 def _table_lines(md):
     return [ln for ln in md.splitlines() if ln.startswith("| ") and "---" not in ln]
 
@@ -63,14 +67,14 @@ def test_write_model_rows_is_atomic_and_complete(run_files):
         assert not [p for p in f.parent.iterdir() if p.name.endswith(".tmp")]
     doc = json.loads(run_files[0].read_text())
     assert doc["command"] == CMD_A and doc["environment"] == ENV_A and doc["settings"] == SET_A
-    assert doc["rows"] == [asdict(r) for r in ROWS_A]
+    assert doc["rows"] == [_as_json(r) for r in ROWS_A]
 
 
 def test_load_runs_round_trip(run_files):
     runs = br.load_runs(run_files)
     assert [r["command"] for r in runs] == [CMD_A, CMD_B]
     assert runs[1]["environment"] == ENV_B
-    assert runs[0]["rows"] == [asdict(r) for r in ROWS_A]
+    assert runs[0]["rows"] == [_as_json(r) for r in ROWS_A]
 
 
 def test_files_exist(results):
@@ -106,9 +110,9 @@ def test_json(results):
     assert len(rows) == len(ROWS_A) + len(ROWS_B)
     for got, (row, env) in zip(rows, [(r, ENV_A) for r in ROWS_A] + [(r, ENV_B) for r in ROWS_B]):
         assert set(br.BENCH_KEYS) <= set(got)
-        for k, v in asdict(row).items():
-            assert got[k] == v
-        assert got["cpu"] == env["cpu"] and got["threads"] == env["threads"]
+        expected = asdict(row) | {"cpu": env["cpu"], "threads": env["threads"]}
+        del expected["runs_ms"]  # the flat table keeps the statistics, not the timed runs
+        assert got == expected
 
 
 def test_markdown(results):
@@ -225,3 +229,17 @@ def test_csv_round_trip_property(miou, lat, p90, tput, size, speed, method, mode
     for k in ("miou", "latency_ms", "p90_ms", "throughput_ips", "size_mb", "speedup"):
         want = getattr(row, k)
         assert (got[k] == "") if want is None else (float(got[k]) == want)
+
+
+def test_run_file_keeps_the_timed_runs_one_line_each_row(tmp_path):
+    runs = (12.5, 13.0, 40.25)
+    row = BenchRow("X", ONEDNN, "fp32", "FP32", 0.5, 13.0, 35.0, None, 1.0, 1.0, runs_ms=runs)
+    cmd = "python b.py --input_shape [\n 1, 2 ]"  # a string that looks like a list stays as is
+    path = tmp_path / "x.json"
+    br.write_model_rows([row], path, ENV_A, cmd, {"input_shape": [1, 3, 8, 8]})
+    text = path.read_text()
+    assert '"runs_ms": [12.5, 13.0, 40.25]' in text and '"input_shape": [1, 3, 8, 8]' in text
+    run = br.load_runs([path])[0]
+    assert run["command"] == cmd and run["rows"][0]["runs_ms"] == list(runs)
+    # the flat table keeps the statistics only
+    assert "runs_ms" not in br.results_rows([run])[0]

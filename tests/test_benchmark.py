@@ -94,3 +94,9 @@ def test_measure_interleaved_settles_a_slow_engine_before_timing_it(monkeypatch)
     measure_interleaved([drifting], np.zeros(1), warmup=1, runs=2, rounds=2, settle=1,
                         settle_max=3)
     assert len(n) == 1 + 2 * (3 + 1)
+
+
+def test_measure_interleaved_keeps_every_timed_run_in_order(monkeypatch):
+    run = fake_clock(monkeypatch, [0.5, 0.004, 0.001, 0.009])
+    stats = measure_latency(run, np.zeros(1), warmup=1, runs=3)
+    assert stats.times_ms == pytest.approx((4.0, 1.0, 9.0))

@@ -68,6 +68,9 @@ def test_benchmark_measures_every_backend_and_the_peers_in_one_run(exports):
         assert set(BENCH_KEYS) <= set(row) and row["model"] == "BiSeNetV2"
         assert 0.0 <= row["miou"] <= 1.0 and row["throughput_ips"] > 0
         assert row["speedup"] == pytest.approx(base / row["latency_ms"])
+        # the run file keeps the timed runs behind each median and p90
+        assert len(row["runs_ms"]) == 3 and min(row["runs_ms"]) > 0
+        assert row["latency_ms"] == pytest.approx(sorted(row["runs_ms"])[1], abs=0.006)
     fp32_rows = [x for x in rows if x["method"] == "FP32"]
     # the same FP32 model under three runtimes scores the same
     assert max(x["miou"] for x in fp32_rows) - min(x["miou"] for x in fp32_rows) < 0.01

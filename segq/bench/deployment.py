@@ -213,7 +213,8 @@ def benchmark_network(cfg: SegConfig, fp32_dirs: list[str | os.PathLike],
     return [BenchRow(model=cfg.model.type, backend=c.backend, precision=c.precision,
                      method=c.method, miou=miou, latency_ms=lat.median_ms, p90_ms=lat.p90_ms,
                      throughput_ips=ips, size_mb=files_size_mb(c.files),
-                     speedup=base / lat.median_ms)
+                     speedup=base / lat.median_ms,
+                     runs_ms=tuple(round(t, 2) for t in lat.times_ms))
             for c, miou, lat, ips in measured]
 
 

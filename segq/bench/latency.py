@@ -18,6 +18,7 @@ class LatencyStats:
     p90_ms: float
     mean_ms: float
     runs: int
+    times_ms: tuple[float, ...] = ()  # every timed run, in the order taken (the p90's evidence)
 
 
 def _timed_ms(run: Callable[[np.ndarray], object], batch: np.ndarray, count: int) -> list[float]:
@@ -32,7 +33,7 @@ def _timed_ms(run: Callable[[np.ndarray], object], batch: np.ndarray, count: int
 def _stats(times: list[float]) -> LatencyStats:
     return LatencyStats(median_ms=statistics.median(times),
                         p90_ms=float(np.percentile(times, 90)),
-                        mean_ms=statistics.fmean(times), runs=len(times))
+                        mean_ms=statistics.fmean(times), runs=len(times), times_ms=tuple(times))
 
 
 def measure_latency(run: Callable[[np.ndarray], object], batch: np.ndarray, warmup: int = 10,

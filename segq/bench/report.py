@@ -12,6 +12,7 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,6 +42,9 @@ class BenchRow:
     throughput_ips: float | None   # images/s at a larger batch, None if not measured
     size_mb: float        # model file(s) on disk, MiB
     speedup: float        # Paddle Inference oneDNN FP32 latency of the model / this latency
+    # every timed batch-1 run in the order taken (rounds of blocks, engines in turn): kept in
+    # the run file so a p90 far from the median can be traced to the runs behind it
+    runs_ms: tuple[float, ...] = ()
 
 
 # ---------------------------------------------------------------- writing / reading runs
@@ -87,7 +91,17 @@ def write_model_rows(rows: Iterable[BenchRow | Mapping[str, Any]], path: str | o
     doc = {"command": command, "environment": dict(environment), "settings": dict(settings),
            "rows": out_rows}
     # default=str: environment/settings may hold Paths or version objects
-    _atomic_write(path, json.dumps(doc, indent=2, default=str) + "\n")
+    _atomic_write(path, _numbers_inline(json.dumps(doc, indent=2, default=str)) + "\n")
+
+
+# raw newlines only occur between JSON tokens, never inside strings: a string is left alone
+_NUMBER_LIST = re.compile(r"\[\n\s*(-?[\d.eE+-]+(?:,\n\s*-?[\d.eE+-]+)*)\n\s*\]")
+
+
+def _numbers_inline(text: str) -> str:
+    """Put each list of plain numbers of indented JSON on one line (a row's timed runs would
+    take 50 lines each)."""
+    return _NUMBER_LIST.sub(lambda m: "[" + re.sub(r",\n\s*", ", ", m.group(1)) + "]", text)
 
 
 def load_runs(paths: Iterable[str | os.PathLike]) -> list[dict]:
@@ -219,6 +233,7 @@ def results_rows(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         settings = run.get("settings") or {}
         for r in run["rows"]:
             d = _row_dict(r)
+            d.pop("runs_ms", None)  # the flat table keeps the statistics, the run file the runs
             d["cpu"] = env.get("cpu")
             # threads is an environment fact in most runs, a setting in some
             d["threads"] = env.get("threads", settings.get("threads"))
