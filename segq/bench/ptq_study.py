@@ -118,6 +118,16 @@ def run_study(cfg: SegConfig, fp32_weights: str, opts: StudyOptions) -> list[Stu
     return rows
 
 
+def _per_image(row: StudyRow) -> float | None:
+    if row.calib_seconds is None or not row.calib_images:
+        return None
+    return row.calib_seconds / row.calib_images
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
 def study_markdown(rows: list[StudyRow], title: str, command: str, env: dict,
                    opts: StudyOptions) -> str:
     lines = [f"## {title}", "",
@@ -128,14 +138,15 @@ def study_markdown(rows: list[StudyRow], title: str, command: str, env: dict,
              "- calibration: the config's train split through the deploy transforms; "
              "mIoU on the val split", "",
              "| model | runs as | val mIoU | vs FP32 | median ms | p90 ms | speed-up | MB "
-             "| calib images | calib s |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| calib images | calib s | s per image |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     fp32 = rows[0].miou
     for r in rows:
         lines.append(
             f"| {r.name} | {r.precision} | {r.miou:.4f} | {r.miou - fp32:+.4f} | "
             f"{r.median_ms:.1f} | {r.p90_ms:.1f} | {r.speedup:.2f}x | {r.size_mb:.2f} | "
-            f"{r.calib_images or '-'} | {r.calib_seconds if r.calib_seconds is not None else '-'} |")
+            f"{r.calib_images or '-'} | {_fmt(r.calib_seconds, 1)} | "
+            f"{_fmt(_per_image(r), 2)} |")
     return "\n".join(lines) + "\n"
 
 
