@@ -218,6 +218,15 @@ def _rank_tag() -> str:
     return f" (rank {os.environ.get('PADDLE_TRAINER_ID', '?')} of {world})" if world > 1 else ""
 
 
+def _quiet_sigterm_in_a_launched_job() -> None:
+    """When every rank fails the same way, ``paddle.distributed.launch`` SIGTERMs the ranks
+    still exiting as soon as the first one has; Paddle's own handler would then append a
+    "C++ Traceback" to a workerlog that already holds the one-line error. The default
+    action ends the process quietly."""
+    if _rank_tag():
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def run_cli(main, argv=None) -> int:
     """Run ``main(argv)``; turn segq's input errors (bad data included: ``DataError`` is a
     ``ValueError``) into one clear line and exit code 2, and Ctrl-C into one line and 130."""
@@ -234,6 +243,7 @@ def run_cli(main, argv=None) -> int:
     except (ConfigError, CheckpointError, RegistryError, FileNotFoundError, ValueError,
             DownloadError, WorkerDiedError) as e:
         print(f"error{_rank_tag()}: {e}", file=sys.stderr)
+        _quiet_sigterm_in_a_launched_job()
         return 2
     except KeyboardInterrupt as e:
         # a second Ctrl-C while this is printed would end in a traceback after all
