@@ -48,9 +48,10 @@ def bench(out, fp32, int8, *extra):
 
 def test_benchmark_measures_every_backend_and_the_peers_in_one_run(exports):
     out, fp32, int8 = exports
-    r = bench(out, fp32, int8, "--name", "tiny")
+    r = bench(out, fp32, int8, "--name", "tiny", "--latency_rounds", "2")
     assert r.returncode == 0, r.stderr[-3000:]
     run = json.loads((out / "tables/runs/tiny.json").read_text())
+    assert run["settings"]["latency_rounds"] == 2
     rows = run["rows"]
     fast = ", argmax before resize"
     exports = [("fp32", "FP32"), ("fp32", "FP32" + fast), ("int8", "QAT (segq)"),

@@ -7,7 +7,8 @@ The published tables are the project's runs: pass --out_dir docs/benchmark for t
 python deploy/python/benchmark.py --config C --fp32_dir D32 [D32_2 ...] --int8_dir D8 [D8_2 ...]
     --name N
     [--save_dir output/benchmark] [--out_dir output/benchmark] [--cpu_threads 2]
-    [--latency_runs 50] [--throughput_batch 8] [--calib_images 32] [--no_peers] [--latency_only]"""
+    [--latency_runs 50] [--latency_rounds 5] [--throughput_batch 8] [--calib_images 32]
+    [--no_peers] [--latency_only]"""
 from segq.cli import build_parser, config_opts, run_cli, set_default_threads
 
 set_default_threads()
@@ -31,6 +32,9 @@ def parse_args(argv=None):
                    help="where the run JSON and the tables from every run there go")
     g.add_argument("--cpu_threads", type=int, default=2)
     g.add_argument("--latency_runs", type=int, default=50)
+    g.add_argument("--latency_rounds", type=int, default=None,
+                   help="the timed runs of every engine are split into this many blocks, "
+                        "engines in turn (default: segq.bench.deployment.BenchSettings)")
     g.add_argument("--throughput_batch", type=int, default=8, help="0: skip throughput")
     g.add_argument("--calib_images", type=int, default=32)
     g.add_argument("--no_peers", action="store_true", help="skip the peer PTQ rows")
@@ -50,7 +54,9 @@ def main(argv=None):
     from segq.deploy import load_deploy_info
 
     cfg = load_config(args.config, config_opts(args))
+    rounds = {} if args.latency_rounds is None else {"latency_rounds": args.latency_rounds}
     settings = BenchSettings(cpu_threads=args.cpu_threads, latency_runs=args.latency_runs,
+                             **rounds,
                              throughput_batch=args.throughput_batch,
                              calib_images=args.calib_images, peers=not args.no_peers,
                              num_workers=args.num_workers, evaluate=not args.latency_only)
