@@ -16,22 +16,26 @@ ONEDNN, ORT, OV = "Paddle Inference oneDNN", "ONNX Runtime", "OpenVINO"
 ROWS_A = [
     BenchRow("BiSeNetV2", ONEDNN, "fp32", "FP32", 0.712345, 94.0, 99.5, 12.25, 8.98, 1.0),
     BenchRow("BiSeNetV2", ONEDNN, "int8", "QAT (segq)", 0.70871, 50.1, 55.04, 22.0, 2.43, 1.8765),
-    BenchRow("BiSeNetV2", ORT, "int8", "PTQ: ORT quantize_static", None, 45.3, 47.0, 25.5, 2.4, 2.075),
+    BenchRow("BiSeNetV2", ORT, "int8", "PTQ: ORT quantize_static", None, 45.3, 47.0, 25.5, 2.4,
+             2.075),
     BenchRow("BiSeNetV2", OV, "int8", "QAT (segq), argmax before resize", 0.7051, 40.14, 42.0,
              None, 2.51, 2.3418),
 ]
 ROWS_B = [
     BenchRow("PP-LiteSeg", ONEDNN, "fp32", "FP32", 0.6801, 60.0, 63.0, 18.0, 32.1, 1.0),
     BenchRow("PP-LiteSeg", ORT, "fp32", "FP32", 0.6801, 58.0, 61.0, None, 32.0, 1.0345),
-    BenchRow("PP-LiteSeg", ORT, "int8", "PTQ: ORT quantize_static", 0.6612, 33.33, 35.0, 33.0, 8.2, 1.8),
+    BenchRow("PP-LiteSeg", ORT, "int8", "PTQ: ORT quantize_static", 0.6612, 33.33, 35.0, 33.0,
+             8.2, 1.8),
     BenchRow("PP-LiteSeg", OV, "int8", "PTQ: NNCF", 0.6650, 35.0, 36.0, 31.0, 8.3, 1.7143),
 ]
 ENV_A = {"cpu": "Intel Xeon @ 2.2GHz", "cores": 2, "threads": 1, "paddle": "3.3.1"}
 ENV_B = {"cpu": "AMD EPYC 7B12", "cores": 2, "threads": 2, "onnxruntime": "1.20.0"}
 CMD_A = "python tools/bench_deploy.py --model bisenetv2 --threads 1"
 CMD_B = "python tools/bench_deploy.py --model pp_liteseg --threads 2"
-SET_A = {"input_shape": [1, 3, 512, 1024], "latency_runs": 50, "throughput_batch": 8, "val_images": 233}
-SET_B = {"input_shape": [1, 3, 512, 1024], "latency_runs": 30, "throughput_batch": 8, "val_images": 233}
+SET_A = {"input_shape": [1, 3, 512, 1024], "latency_runs": 50, "throughput_batch": 8,
+         "val_images": 233}
+SET_B = {"input_shape": [1, 3, 512, 1024], "latency_runs": 30, "throughput_batch": 8,
+         "val_images": 233}
 
 
 @pytest.fixture
@@ -145,7 +149,8 @@ def test_markdown(results):
 
     # bold: the fastest INT8 row of each model within 0.005 mIoU of its best INT8 row
     bold = [r for r in rows if any(c.startswith("**") for c in r)]
-    assert [(r[0], r[1]) for r in bold] == [("**BiSeNetV2**", f"**{OV}**"), ("**PP-LiteSeg**", f"**{ORT}**")]
+    assert [(r[0], r[1]) for r in bold] == [("**BiSeNetV2**", f"**{OV}**"),
+                                            ("**PP-LiteSeg**", f"**{ORT}**")]
     assert all(c.startswith("**") and c.endswith("**") for r in bold for c in r)
 
 
@@ -166,6 +171,17 @@ def test_pareto_front_per_model():
     # a row that is both slower and less accurate than another of its model leaves the front
     worse = rows[1] | {"miou": 0.70, "latency_ms": 60.0}
     assert br.pareto_front([rows[0], worse, rows[3]]) == {0, 2}
+
+
+def test_a_row_whose_p90_is_far_from_its_median_is_marked_and_explained():
+    steady = asdict(ROWS_A[0]) | {"latency_ms": 40.0, "p90_ms": 50.0}      # 1.25x: not marked
+    drifted = asdict(ROWS_A[1]) | {"latency_ms": 40.0, "p90_ms": 50.1}
+    run = {"command": "c", "environment": {}, "settings": {}}
+    md = br.results_markdown([run | {"rows": [steady, drifted]}])
+    p90s = [_cells(ln)[7].strip("*") for ln in _table_lines(md)[1:]]
+    assert p90s == ["50.0", f"50.1 {br.UNSTEADY_MARK}"]
+    assert md.count(br.UNSTEADY_MARK) == 2  # the mark and its footnote
+    assert br.UNSTEADY_MARK not in br.results_markdown([run | {"rows": [steady]}])
 
 
 def test_markdown_escapes_pipe_and_backticks():

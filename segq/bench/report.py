@@ -22,8 +22,8 @@ BENCH_KEYS = ("model", "backend", "precision", "miou", "latency_ms", "p90_ms", "
 # the flat tables carry the BENCH_KEYS first so they line up with every run's required keys
 CSV_KEYS = BENCH_KEYS + ("method", "throughput_ips")
 
-MD_COLUMNS = ("front", "model", "backend", "type", "method", "mIoU", "latency ms (median)", "p90 ms",
-              "throughput img/s", "speed-up", "size MB")
+MD_COLUMNS = ("front", "model", "backend", "type", "method", "mIoU", "latency ms (median)",
+              "p90 ms", "throughput img/s", "speed-up", "size MB")
 
 # fixed shapes for the known backends keep the plot legend stable from run to run
 _BACKEND_MARKERS = {"Paddle Inference oneDNN": "o", "ONNX Runtime": "s", "OpenVINO": "^"}
@@ -157,6 +157,9 @@ def _models(rows: Sequence[Mapping[str, Any]]) -> list[str]:
 # the highlighted INT8 row may give up at most this much mIoU against the model's best INT8
 HIGHLIGHT_MIOU_TOLERANCE = 0.005
 PARETO_MARK = "◆"
+# a p90 beyond this factor of the median marks a row timed while the machine changed speed
+UNSTEADY_P90 = 1.25
+UNSTEADY_MARK = "†"
 
 
 def _measured(r: Mapping[str, Any]) -> bool:
@@ -194,9 +197,16 @@ def pareto_front(rows: Sequence[Mapping[str, Any]]) -> set[int]:
     return {i for i in pts if not any(beats(rows[j], rows[i]) for j in pts if j != i)}
 
 
+def unsteady(r: Mapping[str, Any]) -> bool:
+    """p90 above UNSTEADY_P90 x the median: the machine's speed changed during the run."""
+    return (r.get("p90_ms") is not None and r.get("latency_ms") is not None
+            and r["p90_ms"] > UNSTEADY_P90 * r["latency_ms"])
+
+
 def _md_row(r: Mapping[str, Any], bold: bool, front: bool) -> str:
-    cells = [PARETO_MARK if front else "", r["model"], r["backend"], str(r["precision"]).upper(), r["method"],
-             _fmt(r["miou"], 4), _fmt(r["latency_ms"], 1), _fmt(r["p90_ms"], 1),
+    p90 = _fmt(r["p90_ms"], 1) + (f" {UNSTEADY_MARK}" if unsteady(r) else "")
+    cells = [PARETO_MARK if front else "", r["model"], r["backend"], str(r["precision"]).upper(),
+             r["method"], _fmt(r["miou"], 4), _fmt(r["latency_ms"], 1), p90,
              _fmt(r.get("throughput_ips"), 1), _fmt(r["speedup"], 2, "x"), _fmt(r["size_mb"], 2)]
     cells = [_md_cell(c) for c in cells]
     if bold:
@@ -219,6 +229,10 @@ def results_markdown(runs: Sequence[Mapping[str, Any]]) -> str:
                   "|" + "|".join(["---"] * 5 + ["---:"] * (len(MD_COLUMNS) - 5)) + "|"]
         bold, front = _highlighted(rows), pareto_front(rows)
         lines += [_md_row(r, i in bold, i in front) for i, r in enumerate(rows)]
+        if any(unsteady(r) for r in rows):
+            lines += ["", f"{UNSTEADY_MARK} p90 above {UNSTEADY_P90}x the median: the speed "
+                          "of the machine changed during this row's timed runs (a shared virtual "
+                          "machine); the rows timed in the same rounds saw the same change."]
         lines += ["", f"Environment: {_pairs(run.get('environment') or {})}. "
                       f"Settings: {_pairs(run.get('settings') or {})}.", "",
                   f"Command: {_code(str(run.get('command', '')))}", ""]
