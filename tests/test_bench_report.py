@@ -198,6 +198,22 @@ def test_png(results):
     assert len(data) > 10_000
 
 
+def test_plot_has_a_panel_per_model_with_its_front_numbered_and_listed():
+    rows = [asdict(r) for r in ROWS_A + ROWS_B]
+    fig = br._plot_figure(rows)
+    axes = fig.get_axes()
+    assert [ax.get_title() for ax in axes] == ["BiSeNetV2", "PP-LiteSeg"]
+    front = br.pareto_front(rows)
+    for ax, model in zip(axes, ["BiSeNetV2", "PP-LiteSeg"]):
+        mine = [rows[i] for i in sorted(front) if rows[i]["model"] == model]
+        numbers = sorted(t.get_text() for t in ax.texts if t.get_text().isdigit())
+        assert numbers == [str(k) for k in range(1, len(mine) + 1)]
+        listing = next(t.get_text() for t in ax.texts if "\n" in t.get_text() or ": " in
+                       t.get_text())
+        for r in mine:
+            assert f"{r['backend']}: {r['method']}" in listing
+
+
 def test_png_without_any_miou(tmp_path):
     row = asdict(ROWS_A[0]) | {"miou": None}
     paths = br.write_results([{"command": "", "environment": {}, "settings": {}, "rows": [row]}],

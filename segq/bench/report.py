@@ -273,7 +273,11 @@ def results_csv(runs: Sequence[Mapping[str, Any]]) -> str:
 
 # ---------------------------------------------------------------- plot
 
-def _plot_png(rows: Sequence[Mapping[str, Any]]) -> bytes:
+def _plot_figure(rows: Sequence[Mapping[str, Any]]):
+    """mIoU against latency, one panel per model (the models' points sit at different
+    latencies and mIoUs; in one panel their labels collided). The Pareto front of each
+    model is joined and numbered, and the numbers are listed in the panel's corner: labels
+    written beside crowded points overlapped."""
     # the object API with an explicit Agg canvas leaves pyplot's global backend and figure
     # registry alone, so this works headless and inside other matplotlib programs
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -286,43 +290,48 @@ def _plot_png(rows: Sequence[Mapping[str, Any]]) -> bytes:
     backends = list(dict.fromkeys(str(r["backend"]) for r in pts))
     spare = iter(_SPARE_MARKERS * 4)
     markers = {b: _BACKEND_MARKERS.get(b) or next(spare, "o") for b in backends}
-    colours = {m: f"C{i % 10}" for i, m in enumerate(models)}
 
-    fig = Figure(figsize=(9, 6), dpi=120)
+    fig = Figure(figsize=(13, 1.5 + 3.5 * max(1, len(models))), dpi=100)
     FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    for r in pts:
-        colour = colours[str(r["model"])]
-        int8 = str(r["precision"]).lower() == "int8"
-        ax.scatter([r["latency_ms"]], [r["miou"]], s=60, marker=markers[str(r["backend"])],
-                   facecolors=colour if int8 else "none", edgecolors=colour, linewidths=1.5)
-    # only the front is labelled: the points behind it crowd together and their labels
-    # collided; a point off the front is named by its marker, colour and fill
-    for model in models:
+    axes = [fig.add_subplot(max(1, len(models)), 1, k + 1) for k in range(max(1, len(models)))]
+    for ax, model in zip(axes, models):
+        for r in (r for r in pts if r["model"] == model):
+            int8 = str(r["precision"]).lower() == "int8"
+            ax.scatter([r["latency_ms"]], [r["miou"]], s=50,
+                       marker=markers[str(r["backend"])],
+                       facecolors="C0" if int8 else "none", edgecolors="C0", linewidths=1.5)
         line = [r for r in front if r["model"] == model]
         ax.plot([r["latency_ms"] for r in line], [r["miou"] for r in line], ls="--", lw=0.8,
-                color=colours[model], alpha=0.6)
-        for k, r in enumerate(line):
-            ax.annotate(f"{r['backend']}: {r['method']}", (r["latency_ms"], r["miou"]),
-                        xytext=(5, -10 if k % 2 else 5), textcoords="offset points",
-                        fontsize=6)
+                color="C1")
+        for k, r in enumerate(line, 1):
+            ax.annotate(str(k), (r["latency_ms"], r["miou"]), xytext=(4, 4),
+                        textcoords="offset points", fontsize=8, color="C1")
+        # beside the panel, not in it: inside, the list hid points
+        ax.text(1.02, 0.5, "\n".join(f"{k}: {r['backend']}: {r['method']}"
+                                     for k, r in enumerate(line, 1)),
+                transform=ax.transAxes, ha="left", va="center", fontsize=7)
+        ax.set_title(str(model), fontsize=10)
+        ax.set_ylabel("mIoU (val)")
+        ax.grid(True, alpha=0.3)
     if not pts:
-        ax.text(0.5, 0.5, "no row with an evaluated mIoU", ha="center", va="center",
-                transform=ax.transAxes)
-
-    handles = [Line2D([], [], ls="", marker="o", color=colours[m], label=m) for m in models]
-    handles += [Line2D([], [], ls="", marker=markers[b], color="grey", label=b) for b in backends]
-    handles += [Line2D([], [], ls="", marker="o", markerfacecolor="none", markeredgecolor="k",
-                       color="k", label="FP32 (hollow)"),
-                Line2D([], [], ls="", marker="o", color="k", label="INT8 (filled)"),
-                Line2D([], [], ls="--", color="grey", label="Pareto front (labelled)")]
-    if pts:
-        ax.legend(handles=handles, fontsize=7, loc="best")
-    ax.set_xlabel("latency ms (median, batch 1)")
-    ax.set_ylabel("mIoU (val)")
-    ax.set_title("Deployment benchmark: mIoU vs latency, FP32 vs INT8")
-    ax.grid(True, alpha=0.3)
+        axes[0].text(0.5, 0.5, "no row with an evaluated mIoU", ha="center", va="center",
+                     transform=axes[0].transAxes)
+    else:
+        handles = [Line2D([], [], ls="", marker=markers[b], color="C0", label=b)
+                   for b in backends]
+        handles += [Line2D([], [], ls="", marker="o", markerfacecolor="none",
+                           markeredgecolor="C0", color="C0", label="FP32 (hollow)"),
+                    Line2D([], [], ls="", marker="o", color="C0", label="INT8 (filled)"),
+                    Line2D([], [], ls="--", color="C1", label="Pareto front (numbered)")]
+        axes[0].legend(handles=handles, fontsize=7, loc="best")
+    axes[-1].set_xlabel("latency ms (median, batch 1)")
+    fig.suptitle("Deployment benchmark: mIoU vs latency, FP32 vs INT8")
     fig.tight_layout()
+    return fig
+
+
+def _plot_png(rows: Sequence[Mapping[str, Any]]) -> bytes:
+    fig = _plot_figure(rows)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     fig.clear()  # release the artists now rather than at garbage collection
