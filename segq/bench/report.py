@@ -276,7 +276,7 @@ def results_csv(runs: Sequence[Mapping[str, Any]]) -> str:
 def _plot_figure(rows: Sequence[Mapping[str, Any]]):
     """mIoU against latency, one panel per model (the models' points sit at different
     latencies and mIoUs; in one panel their labels collided). The Pareto front of each
-    model is joined and numbered, and the numbers are listed in the panel's corner: labels
+    model is joined and numbered, and the numbers are listed beside the panel: labels
     written beside crowded points overlapped."""
     # the object API with an explicit Agg canvas leaves pyplot's global backend and figure
     # registry alone, so this works headless and inside other matplotlib programs
@@ -291,9 +291,10 @@ def _plot_figure(rows: Sequence[Mapping[str, Any]]):
     spare = iter(_SPARE_MARKERS * 4)
     markers = {b: _BACKEND_MARKERS.get(b) or next(spare, "o") for b in backends}
 
-    fig = Figure(figsize=(13, 1.5 + 3.5 * max(1, len(models))), dpi=100)
+    panels = max(1, len(models))
+    fig = Figure(figsize=(13, 1.5 + 3.5 * panels), dpi=100)
     FigureCanvasAgg(fig)
-    axes = [fig.add_subplot(max(1, len(models)), 1, k + 1) for k in range(max(1, len(models)))]
+    axes = [fig.add_subplot(panels, 1, k + 1) for k in range(panels)]
     for ax, model in zip(axes, models):
         for r in (r for r in pts if r["model"] == model):
             int8 = str(r["precision"]).lower() == "int8"
