@@ -146,3 +146,13 @@ def test_a_users_run_does_not_land_in_the_published_tables_by_default():
     assert Path(args.out_dir).parts[0] == "output"
     script = (REPO / "scripts/benchmark_camvid.sh").read_text()
     assert "--out_dir docs/benchmark" in script  # the published runs say so explicitly
+
+
+@pytest.mark.parametrize("flag", ["--latency_runs", "--latency_rounds", "--cpu_threads"])
+def test_a_count_below_one_fails_in_one_line_naming_the_flag(flag, tmp_path):
+    r = subprocess.run([sys.executable, "deploy/python/benchmark.py", "--config", str(REPO / DEMO),
+                        "--fp32_dir", str(tmp_path), "--int8_dir", str(tmp_path), "--name", "x",
+                        "--out_dir", str(tmp_path / "tables"), flag, "0"],
+                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"{flag} must be >= 1, got 0" in r.stderr.strip().splitlines()[-1]

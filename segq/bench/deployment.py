@@ -45,6 +45,11 @@ class BenchSettings:
     num_workers: int = 0            # data loading for the mIoU evaluation
     evaluate: bool = True           # False: no mIoU (random-weight exports: speed only)
 
+    def __post_init__(self):
+        for name in ("cpu_threads", "latency_runs", "latency_rounds"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+
 
 @dataclass(frozen=True)
 class Candidate:
